@@ -1,0 +1,238 @@
+// Command memlock_exporter exports how much memory is locked on a Linux
+// host, by whom, and how close each process and user is to RLIMIT_MEMLOCK.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/pprof"
+	"os"
+	"os/signal"
+	"regexp"
+	"syscall"
+	"time"
+
+	"github.com/alecthomas/kingpin/v2"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/common/promslog"
+	promslogflag "github.com/prometheus/common/promslog/flag"
+	"github.com/prometheus/common/version"
+	"github.com/prometheus/exporter-toolkit/web"
+	"github.com/prometheus/exporter-toolkit/web/kingpinflag"
+
+	"github.com/memlock-exporter/memlock_exporter/collector"
+)
+
+// defaultAddress is memlock_exporter's own port (not yet on the Prometheus
+// wiki's list of default port allocations).
+const defaultAddress = ":9947"
+
+// options is everything the command line sets.
+type options struct {
+	web             *web.FlagConfig
+	metricsPath     string
+	maxRequests     int
+	disableExporter bool
+	enablePprof     bool
+	scrapeTimeout   time.Duration
+	timeoutOffset   time.Duration
+	collectors      map[string]*bool
+	processInclude  string
+	processExclude  string
+	cgroupInclude   string
+	cfg             collector.Config
+	log             *promslog.Config
+}
+
+func newApp(o *options) *kingpin.Application {
+	app := kingpin.New("memlock_exporter", "Prometheus exporter of locked memory: who holds it, how close each process and user is to RLIMIT_MEMLOCK.")
+	app.Version(version.Print("memlock_exporter"))
+	app.HelpFlag.Short('h')
+	app.UsageWriter(os.Stdout)
+
+	o.cfg = collector.DefaultConfig()
+	o.web = kingpinflag.AddFlags(app, defaultAddress)
+	app.Flag("web.telemetry-path", "Path under which to expose metrics.").Default("/metrics").StringVar(&o.metricsPath)
+	app.Flag("web.max-requests", "Maximum number of parallel scrape requests; 0 disables the limit.").Default("40").IntVar(&o.maxRequests)
+	app.Flag("web.disable-exporter-metrics", "Exclude the exporter's own metrics (promhttp_*, process_*, go_*).").BoolVar(&o.disableExporter)
+	app.Flag("web.enable-pprof", "Serve Go profiling at /debug/pprof/.").BoolVar(&o.enablePprof)
+	app.Flag("scrape.timeout", "Deadline of a scrape whose request has no X-Prometheus-Scrape-Timeout-Seconds header.").Default("10s").DurationVar(&o.scrapeTimeout)
+	app.Flag("scrape.timeout-offset", "Subtracted from X-Prometheus-Scrape-Timeout-Seconds so the answer arrives before Prometheus gives up.").Default("500ms").DurationVar(&o.timeoutOffset)
+	app.Flag("path.procfs", "procfs mountpoint (the host's /proc when running in a container).").Default(o.cfg.ProcPath).StringVar(&o.cfg.ProcPath)
+	app.Flag("path.sysfs", "sysfs mountpoint.").Default(o.cfg.SysPath).StringVar(&o.cfg.SysPath)
+
+	o.collectors = map[string]*bool{}
+	for _, c := range collector.Available() {
+		def := "false"
+		if c.DefaultEnabled {
+			def = "true"
+		}
+		o.collectors[c.Name] = app.Flag("collector."+c.Name, "Enable the "+c.Name+" collector: "+c.Help+" (default: "+map[bool]string{true: "enabled", false: "disabled"}[c.DefaultEnabled]+").").Default(def).Bool()
+	}
+	app.Flag("collector.process.include", "Regexp of process names (comm) always reported, even with nothing locked: list the services that must lock, so a failed lock shows.").PlaceHolder("REGEXP").StringVar(&o.processInclude)
+	app.Flag("collector.process.exclude", "Regexp of process names (comm) never reported; wins over --collector.process.include.").PlaceHolder("REGEXP").StringVar(&o.processExclude)
+	app.Flag("collector.process.max-processes", "Most processes reported per scrape (named ones first, then the largest); 0 for no cap.").Default(fmt.Sprint(o.cfg.Process.MaxProcesses)).IntVar(&o.cfg.Process.MaxProcesses)
+	app.Flag("collector.process.smaps", "Read smaps_rollup of processes with locked memory for resident locked bytes (needs ptrace read access).").Default("true").BoolVar(&o.cfg.Process.Smaps)
+
+	o.log = &promslog.Config{}
+	promslogflag.AddFlags(app, o.log)
+	return app
+}
+
+// compileName compiles a flag's regexp anchored at both ends, as
+// node_exporter's include and exclude flags are.
+func compileName(flag, expr string) (*regexp.Regexp, error) {
+	if expr == "" {
+		return nil, nil
+	}
+	re, err := regexp.Compile("^(?:" + expr + ")$")
+	if err != nil {
+		return nil, fmt.Errorf("--%s: %w", flag, err)
+	}
+	return re, nil
+}
+
+// validate turns the parsed flags into a Config, or says what is wrong.
+func (o *options) validate() error {
+	var err error
+	if o.cfg.Process.Include, err = compileName("collector.process.include", o.processInclude); err != nil {
+		return err
+	}
+	if o.cfg.Process.Exclude, err = compileName("collector.process.exclude", o.processExclude); err != nil {
+		return err
+	}
+	if o.cfg.Process.MaxProcesses < 0 {
+		return fmt.Errorf("--collector.process.max-processes must be 0 or more, not %d", o.cfg.Process.MaxProcesses)
+	}
+	if o.maxRequests < 0 {
+		return fmt.Errorf("--web.max-requests must be 0 or more, not %d", o.maxRequests)
+	}
+	if o.scrapeTimeout <= 0 {
+		return fmt.Errorf("--scrape.timeout must be positive, not %s", o.scrapeTimeout)
+	}
+	if o.timeoutOffset < 0 {
+		return fmt.Errorf("--scrape.timeout-offset must not be negative, not %s", o.timeoutOffset)
+	}
+	if len(o.metricsPath) == 0 || o.metricsPath[0] != '/' {
+		return fmt.Errorf("--web.telemetry-path must start with /, not %q", o.metricsPath)
+	}
+	if st, err := os.Stat(o.cfg.ProcPath); err != nil || !st.IsDir() {
+		return fmt.Errorf("--path.procfs %q is not a readable directory: %v", o.cfg.ProcPath, err)
+	}
+	if f := *o.web.WebConfigFile; f != "" {
+		if err := web.Validate(f); err != nil {
+			return fmt.Errorf("--web.config.file %q: %w", f, err)
+		}
+	}
+	return nil
+}
+
+func (o *options) enabled() []string {
+	var names []string
+	for _, c := range collector.Available() {
+		if *o.collectors[c.Name] {
+			names = append(names, c.Name)
+		}
+	}
+	return names
+}
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stderr))
+}
+
+func run(args []string, stderr io.Writer) int {
+	var o options
+	app := newApp(&o)
+	if _, err := app.Parse(args); err != nil {
+		fmt.Fprintf(stderr, "memlock_exporter: %v\n", err)
+		return 2
+	}
+	if err := o.validate(); err != nil {
+		fmt.Fprintf(stderr, "memlock_exporter: %v\n", err)
+		return 2
+	}
+	logger := promslog.New(o.log)
+	logger.Info("starting memlock_exporter", "version", version.Info(), "build_context", version.BuildContext())
+
+	exp, err := collector.New(o.cfg, o.enabled(), logger)
+	if err != nil {
+		logger.Error("cannot set up collectors", "err", err)
+		return 1
+	}
+	logger.Info("enabled collectors", "collectors", exp.Names())
+	if os.Geteuid() != 0 {
+		logger.Info("running as non-root: smaps of other users' processes need CAP_SYS_PTRACE; unreadable files are counted in memlock_process_read_failures")
+	}
+
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
+	defer stop()
+
+	mux, err := newMux(&o, exp, logger)
+	if err != nil {
+		logger.Error("cannot set up HTTP handlers", "err", err)
+		return 1
+	}
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	serveErr := make(chan error, 1)
+	go func() { serveErr <- web.ListenAndServe(srv, o.web, logger) }()
+
+	select {
+	case err := <-serveErr:
+		logger.Error("cannot serve", "err", err)
+		return 1
+	case <-ctx.Done():
+	}
+	logger.Info("shutting down")
+	shutdownCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := srv.Shutdown(shutdownCtx); err != nil {
+		logger.Warn("shutdown did not finish cleanly", "err", err)
+	}
+	if err := <-serveErr; err != nil && !errors.Is(err, http.ErrServerClosed) {
+		logger.Error("server stopped with an error", "err", err)
+		return 1
+	}
+	return 0
+}
+
+func newMux(o *options, exp *collector.Exporter, logger *slog.Logger) (*http.ServeMux, error) {
+	mux := http.NewServeMux()
+	var exporterMetrics *prometheus.Registry
+	if !o.disableExporter {
+		exporterMetrics = prometheus.NewRegistry()
+		exporterMetrics.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	}
+	mux.Handle(o.metricsPath, newMetricsHandler(exp, exporterMetrics, o.maxRequests, o.scrapeTimeout, o.timeoutOffset, logger))
+	mux.HandleFunc("/-/healthy", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "Healthy") })
+	mux.HandleFunc("/-/ready", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "Ready") })
+	if o.enablePprof {
+		mux.HandleFunc("/debug/pprof/", pprof.Index)
+		mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+		mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+		mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+		mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	}
+	if o.metricsPath != "/" {
+		landing, err := web.NewLandingPage(web.LandingConfig{
+			Name:        "memlock_exporter",
+			Description: "Prometheus exporter of locked memory and RLIMIT_MEMLOCK headroom",
+			Version:     version.Info(),
+			Links: []web.LandingLinks{
+				{Address: o.metricsPath, Text: "Metrics"},
+				{Address: "/-/healthy", Text: "Health"},
+			},
+			Profiling: fmt.Sprint(o.enablePprof),
+		})
+		if err != nil {
+			return nil, err
+		}
+		mux.Handle("/", landing)
+	}
+	return mux, nil
+}

@@ -1,0 +1,115 @@
+package collector
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/memlock-exporter/memlock_exporter/internal/linux"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/procfs"
+)
+
+// systemCollector reports system-wide locked and unevictable memory from
+// /proc/meminfo and /proc/vmstat, and per NUMA node from sysfs.
+type systemCollector struct {
+	fs       procfs.FS
+	procPath string
+	sysPath  string
+	pageSize float64
+
+	memTotal, mlocked, unevictable             *prometheus.Desc
+	nrMlock, nrUnevictable, events             *prometheus.Desc
+	nodeMemTotal, nodeMlocked, nodeUnevictable *prometheus.Desc
+}
+
+func newSystemCollector(en *env) (Collector, error) {
+	fs, err := procfs.NewFS(en.cfg.ProcPath)
+	if err != nil {
+		return nil, err
+	}
+	d := func(sub, name, help string, labels ...string) *prometheus.Desc {
+		return prometheus.NewDesc(prometheus.BuildFQName(namespace, sub, name), help, labels, nil)
+	}
+	return &systemCollector{
+		fs:       fs,
+		procPath: en.cfg.ProcPath,
+		sysPath:  en.cfg.SysPath,
+		pageSize: float64(os.Getpagesize()),
+		memTotal: d("system", "memory_total_bytes", "Usable RAM (MemTotal in /proc/meminfo)."),
+		mlocked:  d("system", "mlocked_bytes", "Memory locked with mlock, mlockall or MAP_LOCKED (Mlocked in /proc/meminfo)."),
+		unevictable: d("system", "unevictable_bytes",
+			"Memory the kernel cannot reclaim: mlocked pages, ramfs, SHM_LOCKed segments (Unevictable in /proc/meminfo)."),
+		nrMlock:       d("system", "nr_mlock_bytes", "nr_mlock from /proc/vmstat in bytes: mlocked pages, counted per page."),
+		nrUnevictable: d("system", "nr_unevictable_bytes", "nr_unevictable from /proc/vmstat in bytes."),
+		events: d("system", "unevictable_pages_total",
+			"Pages through unevictable_pgs_<event> events of /proc/vmstat (mlocked, munlocked, culled, scanned, rescued, cleared, stranded).", "event"),
+		nodeMemTotal:    d("node", "memory_total_bytes", "RAM of the NUMA node (MemTotal in node<N>/meminfo).", "node"),
+		nodeMlocked:     d("node", "mlocked_bytes", "Mlocked memory on the NUMA node.", "node"),
+		nodeUnevictable: d("node", "unevictable_bytes", "Unevictable memory on the NUMA node.", "node"),
+	}, nil
+}
+
+func (c *systemCollector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{c.memTotal, c.mlocked, c.unevictable, c.nrMlock, c.nrUnevictable, c.events,
+		c.nodeMemTotal, c.nodeMlocked, c.nodeUnevictable} {
+		ch <- d
+	}
+}
+
+func (c *systemCollector) Update(ctx context.Context, _ *Scrape, ch chan<- prometheus.Metric) error {
+	mi, err := c.fs.Meminfo()
+	if err != nil {
+		return fmt.Errorf("meminfo: %w", err)
+	}
+	if mi.MemTotalBytes == nil || mi.MlockedBytes == nil || mi.UnevictableBytes == nil {
+		return fmt.Errorf("meminfo: %w: MemTotal, Mlocked or Unevictable missing", linux.ErrMalformed)
+	}
+	ch <- prometheus.MustNewConstMetric(c.memTotal, prometheus.GaugeValue, float64(*mi.MemTotalBytes))
+	ch <- prometheus.MustNewConstMetric(c.mlocked, prometheus.GaugeValue, float64(*mi.MlockedBytes))
+	ch <- prometheus.MustNewConstMetric(c.unevictable, prometheus.GaugeValue, float64(*mi.UnevictableBytes))
+
+	b, err := os.ReadFile(filepath.Join(c.procPath, "vmstat"))
+	if err != nil {
+		return err
+	}
+	vs, err := linux.ParseVMStat(b)
+	if err != nil {
+		return err
+	}
+	ch <- prometheus.MustNewConstMetric(c.nrMlock, prometheus.GaugeValue, float64(vs.NrMlock)*c.pageSize)
+	ch <- prometheus.MustNewConstMetric(c.nrUnevictable, prometheus.GaugeValue, float64(vs.NrUnevictable)*c.pageSize)
+	for _, e := range vs.Events {
+		ch <- prometheus.MustNewConstMetric(c.events, prometheus.CounterValue, float64(e.Value), e.Name)
+	}
+	return c.updateNodes(ch)
+}
+
+// updateNodes reports per NUMA node values; a kernel without NUMA support
+// has no node directory, which is not an error.
+func (c *systemCollector) updateNodes(ch chan<- prometheus.Metric) error {
+	nodes, err := filepath.Glob(filepath.Join(c.sysPath, "devices/system/node/node[0-9]*"))
+	if err != nil {
+		return err
+	}
+	for _, dir := range nodes {
+		b, err := os.ReadFile(filepath.Join(dir, "meminfo"))
+		if os.IsNotExist(err) {
+			continue
+		}
+		if err != nil {
+			return err
+		}
+		m, err := linux.ParseNodeMeminfo(b)
+		if err != nil {
+			return fmt.Errorf("%s: %w", dir, err)
+		}
+		node := strings.TrimPrefix(filepath.Base(dir), "node")
+		ch <- prometheus.MustNewConstMetric(c.nodeMemTotal, prometheus.GaugeValue, float64(m.MemTotal), node)
+		ch <- prometheus.MustNewConstMetric(c.nodeMlocked, prometheus.GaugeValue, float64(m.Mlocked), node)
+		ch <- prometheus.MustNewConstMetric(c.nodeUnevictable, prometheus.GaugeValue, float64(m.Unevictable), node)
+	}
+	return nil
+}

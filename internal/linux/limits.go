@@ -1,0 +1,49 @@
+package linux
+
+// Limit is a soft and hard resource limit in bytes; Unlimited stands for
+// RLIM_INFINITY.
+type Limit struct {
+	Soft, Hard uint64
+}
+
+// ParseMemlockLimit finds the "Max locked memory" row of /proc/<pid>/limits
+// and returns both of its columns. procfs' ProcLimits keeps only the soft one.
+func ParseMemlockLimit(b []byte) (Limit, error) {
+	const row = "Max locked memory"
+	for len(b) > 0 {
+		var line []byte
+		line, b = nextLine(b)
+		if !hasPrefix(line, row) {
+			continue
+		}
+		rest := line[len(row):]
+		soft, rest, ok := parseLimitValue(rest)
+		if !ok {
+			return Limit{}, malformed("limits", "bad soft limit in %q", line)
+		}
+		hard, rest, ok := parseLimitValue(rest)
+		if !ok {
+			return Limit{}, malformed("limits", "bad hard limit in %q", line)
+		}
+		if u := trimSpace(rest); len(u) > 0 && string(u) != "bytes" {
+			return Limit{}, malformed("limits", "unexpected unit in %q", line)
+		}
+		return Limit{Soft: soft, Hard: hard}, nil
+	}
+	return Limit{}, malformed("limits", "no %q row", row)
+}
+
+func parseLimitValue(b []byte) (uint64, []byte, bool) {
+	i := 0
+	for i < len(b) && (b[i] == ' ' || b[i] == '\t') {
+		i++
+	}
+	if hasPrefix(b[i:], "unlimited") {
+		return Unlimited, b[i+len("unlimited"):], true
+	}
+	v, rest, ok := parseUint(b[i:])
+	if ok && len(rest) > 0 && rest[0] != ' ' && rest[0] != '\t' {
+		return 0, nil, false
+	}
+	return v, rest, ok
+}

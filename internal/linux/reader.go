@@ -1,0 +1,166 @@
+package linux
+
+import (
+	"errors"
+	"fmt"
+	"strconv"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
+)
+
+// MaxFileSize bounds how much of one file a Reader reads: a status file is
+// about 1.5 KiB, limits 1.3 KiB, smaps_rollup under 1 KiB. A larger file is
+// not the kernel's and is refused with ErrTooLarge instead of growing memory.
+const MaxFileSize = 1 << 20
+
+// ErrTooLarge is returned for a file larger than MaxFileSize.
+var ErrTooLarge = errors.New("file too large")
+
+// Dir is an open directory (a procfs mount or a pid's directory) from which
+// a Reader reads files by relative path, without allocating per file.
+type Dir struct {
+	fd int
+}
+
+// OpenDir opens path as a directory.
+func OpenDir(path string) (*Dir, error) {
+	fd, err := unix.Open(path, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return nil, &pathError{op: "open", path: path, err: err}
+	}
+	return &Dir{fd: fd}, nil
+}
+
+// Close closes the directory.
+func (d *Dir) Close() error { return unix.Close(d.fd) }
+
+// Reader reads small kernel files into a buffer it reuses. It is not safe
+// for concurrent use; give each goroutine its own.
+type Reader struct {
+	buf     []byte
+	path    []byte
+	dirents []byte
+}
+
+// NewReader returns a Reader with a buffer of the given initial size.
+func NewReader(size int) *Reader {
+	return &Reader{buf: make([]byte, size), path: make([]byte, 0, 64), dirents: make([]byte, 32<<10)}
+}
+
+// ReadPid reads the file name (e.g. "status") of process pid in dir, which
+// must be a procfs root. The returned bytes are valid until the next call.
+// Errors wrap the errno, so errors.Is(err, unix.ENOENT) works.
+func (r *Reader) ReadPid(d *Dir, pid int, name string) ([]byte, error) {
+	r.path = strconv.AppendInt(r.path[:0], int64(pid), 10)
+	r.path = append(r.path, '/')
+	r.path = append(r.path, name...)
+	r.path = append(r.path, 0)
+	return r.read(d.fd, r.path)
+}
+
+// ReadFile reads the file at the relative path name below dir.
+func (r *Reader) ReadFile(d *Dir, name string) ([]byte, error) {
+	r.path = append(append(r.path[:0], name...), 0)
+	return r.read(d.fd, r.path)
+}
+
+func (r *Reader) read(dirfd int, path []byte) ([]byte, error) {
+	fd, err := openat(dirfd, path)
+	if err != nil {
+		return nil, &pathError{op: "open", path: string(path[:len(path)-1]), err: err}
+	}
+	defer unix.Close(fd)
+	n := 0
+	for {
+		if n == len(r.buf) {
+			if len(r.buf) >= MaxFileSize {
+				return nil, &pathError{op: "read", path: string(path[:len(path)-1]), err: ErrTooLarge}
+			}
+			nb := make([]byte, min(2*len(r.buf), MaxFileSize))
+			copy(nb, r.buf[:n])
+			r.buf = nb
+		}
+		m, err := unix.Read(fd, r.buf[n:])
+		if err == unix.EINTR {
+			continue
+		}
+		if err != nil {
+			return nil, &pathError{op: "read", path: string(path[:len(path)-1]), err: err}
+		}
+		if m == 0 {
+			return r.buf[:n], nil
+		}
+		n += m
+	}
+}
+
+func openat(dirfd int, path []byte) (int, error) {
+	for {
+		fd, _, errno := unix.Syscall6(unix.SYS_OPENAT, uintptr(dirfd), uintptr(unsafe.Pointer(&path[0])),
+			uintptr(unix.O_RDONLY|unix.O_CLOEXEC|unix.O_NOFOLLOW), 0, 0, 0)
+		if errno == unix.EINTR {
+			continue
+		}
+		if errno != 0 {
+			return -1, errno
+		}
+		return int(fd), nil
+	}
+}
+
+// Pids appends the numeric entries of the procfs root dir to pids, in the
+// order the kernel lists them (ascending for /proc).
+func (r *Reader) Pids(d *Dir, pids []int) ([]int, error) {
+	if _, err := unix.Seek(d.fd, 0, 0); err != nil {
+		return pids, &pathError{op: "seek", path: "procfs", err: err}
+	}
+	for {
+		n, err := unix.Getdents(d.fd, r.dirents)
+		if err == unix.EINTR {
+			continue
+		}
+		if err != nil {
+			return pids, &pathError{op: "getdents", path: "procfs", err: err}
+		}
+		if n <= 0 {
+			return pids, nil
+		}
+		b := r.dirents[:n]
+		for len(b) >= 19 {
+			reclen := int(*(*uint16)(unsafe.Pointer(&b[16])))
+			if reclen < 19 || reclen > len(b) {
+				return pids, &pathError{op: "getdents", path: "procfs", err: errors.New("bad record length")}
+			}
+			name := b[19:reclen]
+			if pid, ok := atoiName(name); ok {
+				pids = append(pids, pid)
+			}
+			b = b[reclen:]
+		}
+	}
+}
+
+// atoiName parses a NUL-terminated directory name as a positive pid.
+func atoiName(name []byte) (int, bool) {
+	v := 0
+	i := 0
+	for ; i < len(name) && name[i] != 0; i++ {
+		c := name[i]
+		if c < '0' || c > '9' || i >= 10 {
+			return 0, false
+		}
+		v = v*10 + int(c-'0')
+	}
+	return v, i > 0 && v > 0
+}
+
+// pathError is os.PathError without the os dependency on allocation-free
+// paths; errors.Is sees through it to the errno.
+type pathError struct {
+	op, path string
+	err      error
+}
+
+func (e *pathError) Error() string { return fmt.Sprintf("%s %s: %v", e.op, e.path, e.err) }
+func (e *pathError) Unwrap() error { return e.err }
