@@ -90,7 +90,7 @@ func (s *processScan) addMalformed(err error) {
 	if len(s.malformed) < maxMalformedKept {
 		s.malformed = append(s.malformed, err)
 	} else {
-		s.malformed = append(s.malformed[:maxMalformedKept], errors.New("..."))
+		s.malformed = append(s.malformed[:maxMalformedKept], errors.New("and more"))
 	}
 }
 

@@ -24,7 +24,6 @@ type metricsHandler struct {
 	defaultTimeout  time.Duration
 	timeoutOffset   time.Duration
 	logger          *slog.Logger
-	instrumented    http.Handler
 }
 
 func newMetricsHandler(exp *collector.Exporter, exporterMetrics *prometheus.Registry, maxRequests int,

@@ -1,0 +1,43 @@
+# memlock_exporter: targets a newcomer can guess.
+GO        ?= go
+BIN       ?= memlock_exporter
+PKG       := github.com/prometheus/common/version
+VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+REVISION  ?= $(shell git rev-parse HEAD 2>/dev/null || echo unknown)
+BRANCH    ?= $(shell git rev-parse --abbrev-ref HEAD 2>/dev/null || echo unknown)
+LDFLAGS   := -s -w -X $(PKG).Version=$(VERSION) -X $(PKG).Revision=$(REVISION) -X $(PKG).Branch=$(BRANCH) \
+             -X $(PKG).BuildUser=$(shell id -un 2>/dev/null)@$(shell hostname 2>/dev/null) \
+             -X $(PKG).BuildDate=$(shell date -u +%Y%m%d-%H:%M:%S)
+STATICCHECK_VERSION := v0.8.2
+# Extra flags for `make run`, e.g. make run ARGS="--log.level=debug".
+ARGS      ?=
+
+.PHONY: all build run test unit vet lint fmt clean
+
+all: lint test build
+
+build:
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/memlock_exporter
+
+run: build
+	./$(BIN) $(ARGS)
+
+# test runs every test: vet, the unit, golden, fuzz-seed and real-kernel tests
+# with the race detector. CI runs exactly this (.ci/run).
+test: vet unit
+
+vet:
+	$(GO) vet ./...
+
+unit:
+	$(GO) test -race -count=1 ./...
+
+lint:
+	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); echo "gofmt: files above need formatting"; exit 1; }
+	$(GO) run honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION) ./...
+
+fmt:
+	gofmt -w $$(git ls-files '*.go')
+
+clean:
+	rm -f $(BIN)
