@@ -333,7 +333,7 @@ func TestSelectProcesses(t *testing.T) {
 
 func TestClassify(t *testing.T) {
 	for err, want := range map[error]string{
-		os.ErrNotExist: "error", // only errno values are classified
+		os.ErrNotExist:  "error", // only errno values are classified
 		errors.New("x"): "error",
 	} {
 		if got := classify(err); got != want {
