@@ -97,6 +97,26 @@ func compileName(flag, expr string) (*regexp.Regexp, error) {
 	return re, nil
 }
 
+// nameFlag adds the flag's name to a value error, which kingpin reports
+// bare ("strconv.ParseFloat: parsing \"lots\""), by setting each parsed flag
+// value again until one fails. It is only called on the way to exit.
+func nameFlag(app *kingpin.Application, args []string, err error) error {
+	ctx, cerr := app.ParseContext(args)
+	if cerr != nil || ctx == nil {
+		return err
+	}
+	for _, el := range ctx.Elements {
+		fc, ok := el.Clause.(*kingpin.FlagClause)
+		if !ok || el.Value == nil {
+			continue
+		}
+		if m := fc.Model(); m.Value.Set(*el.Value) != nil {
+			return fmt.Errorf("--%s=%q: %w", m.Name, *el.Value, err)
+		}
+	}
+	return err
+}
+
 // validate turns the parsed flags into a Config, or says what is wrong.
 func (o *options) validate() error {
 	var err error
@@ -150,7 +170,7 @@ func run(args []string, stderr io.Writer) int {
 	var o options
 	app := newApp(&o)
 	if _, err := app.Parse(args); err != nil {
-		fmt.Fprintf(stderr, "memlock_exporter: %v\n", err)
+		fmt.Fprintf(stderr, "memlock_exporter: %v\n", nameFlag(app, args, err))
 		return 2
 	}
 	if err := o.validate(); err != nil {
