@@ -26,6 +26,7 @@ import (
 	"github.com/prometheus/exporter-toolkit/web/kingpinflag"
 
 	"github.com/memlock-exporter/memlock_exporter/collector"
+	"github.com/memlock-exporter/memlock_exporter/probe"
 )
 
 // defaultAddress is memlock_exporter's own port (not yet on the Prometheus
@@ -47,6 +48,7 @@ type options struct {
 	cgroupInclude   string
 	cfg             collector.Config
 	log             *promslog.Config
+	probe           probeOptions
 }
 
 func newApp(o *options) *kingpin.Application {
@@ -78,6 +80,8 @@ func newApp(o *options) *kingpin.Application {
 	app.Flag("collector.process.exclude", "Regexp of process names (comm) never reported; wins over --collector.process.include.").PlaceHolder("REGEXP").StringVar(&o.processExclude)
 	app.Flag("collector.process.max-processes", "Most processes reported per scrape (named ones first, then the largest); 0 for no cap.").Default(fmt.Sprint(o.cfg.Process.MaxProcesses)).IntVar(&o.cfg.Process.MaxProcesses)
 	app.Flag("collector.process.smaps", "Read smaps_rollup of processes with locked memory for resident locked bytes (needs ptrace read access).").Default("true").BoolVar(&o.cfg.Process.Smaps)
+
+	addProbeFlags(app, &o.probe)
 
 	o.log = &promslog.Config{}
 	promslogflag.AddFlags(app, o.log)
@@ -144,6 +148,9 @@ func (o *options) validate() error {
 	if st, err := os.Stat(o.cfg.ProcPath); err != nil || !st.IsDir() {
 		return fmt.Errorf("--path.procfs %q is not a readable directory: %v", o.cfg.ProcPath, err)
 	}
+	if err := o.probe.validate(); err != nil {
+		return err
+	}
 	if f := *o.web.WebConfigFile; f != "" {
 		if err := web.Validate(f); err != nil {
 			return fmt.Errorf("--web.config.file %q: %w", f, err)
@@ -163,6 +170,11 @@ func (o *options) enabled() []string {
 }
 
 func main() {
+	// The mlockall probe's child is this binary: it must run before
+	// anything else, and never as the exporter.
+	if probe.IsChild() {
+		os.Exit(probe.RunChild())
+	}
 	os.Exit(run(os.Args[1:], os.Stderr))
 }
 
@@ -193,6 +205,11 @@ func run(args []string, stderr io.Writer) int {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
 	defer stop()
 
+	if o.probe.runner, err = startProbes(ctx, &o.probe, o.cfg.ProcPath, logger); err != nil {
+		logger.Error("cannot set up probes", "err", err)
+		return 1
+	}
+
 	mux, err := newMux(&o, exp, logger)
 	if err != nil {
 		logger.Error("cannot set up HTTP handlers", "err", err)
@@ -209,6 +226,9 @@ func run(args []string, stderr io.Writer) int {
 	case <-ctx.Done():
 	}
 	logger.Info("shutting down")
+	if o.probe.runner != nil {
+		o.probe.runner.Stop() // release a region being probed before anything else
+	}
 	shutdownCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	if err := srv.Shutdown(shutdownCtx); err != nil {
@@ -227,6 +247,14 @@ func newMux(o *options, exp *collector.Exporter, logger *slog.Logger) (*http.Ser
 	if !o.disableExporter {
 		exporterMetrics = prometheus.NewRegistry()
 		exporterMetrics.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	}
+	if o.probe.runner != nil {
+		// Probe metrics ride with the exporter's own, which then exist even
+		// with --web.disable-exporter-metrics (holding promhttp_* only).
+		if exporterMetrics == nil {
+			exporterMetrics = prometheus.NewRegistry()
+		}
+		registerProbes(mux, o, exporterMetrics, logger)
 	}
 	mux.Handle(o.metricsPath, newMetricsHandler(exp, exporterMetrics, o.maxRequests, o.scrapeTimeout, o.timeoutOffset, logger))
 	mux.HandleFunc("/-/healthy", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "Healthy") })

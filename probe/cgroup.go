@@ -1,0 +1,187 @@
+package probe
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"math"
+	"strconv"
+	"strings"
+)
+
+// errMalformed is wrapped by every parse error in this package.
+var errMalformed = errors.New("malformed")
+
+// unlimited stands for "no limit" in Headroom.
+const unlimited = math.MaxUint64
+
+// v1Unlimited: cgroup v1 prints "no limit" as PAGE_COUNTER_MAX pages
+// (9223372036854771712 with 4 KiB pages); anything this large is no limit.
+const v1Unlimited = 1 << 62
+
+// cgroupRef is the process's memory cgroup as /proc/self/cgroup names it.
+type cgroupRef struct {
+	path string // e.g. /system.slice/x.service
+	v2   bool   // from the unified "0::" line, not a v1 memory controller
+}
+
+// parseProcCgroup finds the memory cgroup in /proc/<pid>/cgroup: the v1
+// line whose controllers include "memory", else the v2 line "0::PATH".
+func parseProcCgroup(b []byte) (cgroupRef, error) {
+	var v2 *cgroupRef
+	for len(b) > 0 {
+		var line []byte
+		if i := bytes.IndexByte(b, '\n'); i >= 0 {
+			line, b = b[:i], b[i+1:]
+		} else {
+			line, b = b, nil
+		}
+		if len(line) == 0 {
+			continue
+		}
+		id, rest, ok := bytes.Cut(line, []byte(":"))
+		if !ok {
+			return cgroupRef{}, fmt.Errorf("cgroup: %w: line %q", errMalformed, line)
+		}
+		ctrls, path, ok := bytes.Cut(rest, []byte(":"))
+		if !ok || len(path) == 0 || path[0] != '/' {
+			return cgroupRef{}, fmt.Errorf("cgroup: %w: line %q", errMalformed, line)
+		}
+		if string(id) == "0" && len(ctrls) == 0 {
+			v2 = &cgroupRef{path: string(path), v2: true}
+			continue
+		}
+		for _, c := range bytes.Split(ctrls, []byte(",")) {
+			if string(c) == "memory" {
+				return cgroupRef{path: string(path)}, nil
+			}
+		}
+	}
+	if v2 != nil {
+		return *v2, nil
+	}
+	return cgroupRef{}, fmt.Errorf("cgroup: %w: no memory controller and no unified line", errMalformed)
+}
+
+// cgroupMount is where a cgroup hierarchy is mounted.
+type cgroupMount struct {
+	root       string // the hierarchy's path mounted there (cgroup namespaces make it "/")
+	mountpoint string
+}
+
+// parseMountinfoCgroup finds the mount of the hierarchy holding ref in
+// /proc/<pid>/mountinfo: the cgroup2 mount for v2, the cgroup mount with
+// the "memory" super option for v1.
+func parseMountinfoCgroup(b []byte, v2 bool) (cgroupMount, error) {
+	for len(b) > 0 {
+		var line []byte
+		if i := bytes.IndexByte(b, '\n'); i >= 0 {
+			line, b = b[:i], b[i+1:]
+		} else {
+			line, b = b, nil
+		}
+		pre, post, ok := bytes.Cut(line, []byte(" - "))
+		if !ok {
+			continue
+		}
+		f := bytes.Fields(pre)
+		g := bytes.Fields(post)
+		if len(f) < 5 || len(g) < 3 {
+			continue
+		}
+		fstype := string(g[0])
+		switch {
+		case v2 && fstype == "cgroup2":
+		case !v2 && fstype == "cgroup" && hasOption(g[2], "memory"):
+		default:
+			continue
+		}
+		return cgroupMount{root: unescapeMount(string(f[3])), mountpoint: unescapeMount(string(f[4]))}, nil
+	}
+	return cgroupMount{}, fmt.Errorf("mountinfo: %w: no memory cgroup mount", errMalformed)
+}
+
+func hasOption(opts []byte, name string) bool {
+	for _, o := range bytes.Split(opts, []byte(",")) {
+		if string(o) == name {
+			return true
+		}
+	}
+	return false
+}
+
+// unescapeMount undoes mountinfo's octal escapes (\040 for a space).
+func unescapeMount(s string) string {
+	if !strings.Contains(s, `\`) {
+		return s
+	}
+	var out strings.Builder
+	for i := 0; i < len(s); i++ {
+		if s[i] == '\\' && i+3 < len(s) {
+			if v, err := strconv.ParseUint(s[i+1:i+4], 8, 8); err == nil {
+				out.WriteByte(byte(v))
+				i += 3
+				continue
+			}
+		}
+		out.WriteByte(s[i])
+	}
+	return out.String()
+}
+
+// cgroupDir is the directory of ref below mount m, or false when the
+// process's cgroup lies outside what is mounted there.
+func cgroupDir(ref cgroupRef, m cgroupMount) (string, bool) {
+	rel := ref.path
+	if m.root != "/" {
+		if rel != m.root && !strings.HasPrefix(rel, m.root+"/") {
+			return "", false
+		}
+		rel = strings.TrimPrefix(rel, m.root)
+	}
+	if strings.Contains(rel, "/../") || strings.HasSuffix(rel, "/..") {
+		return "", false
+	}
+	return strings.TrimSuffix(m.mountpoint+rel, "/"), true
+}
+
+// parseCgroupValue parses a one-number cgroup file (memory.max,
+// memory.current, memory.limit_in_bytes, memory.usage_in_bytes). "max" and
+// v1's huge "no limit" value are unlimited.
+func parseCgroupValue(b []byte) (uint64, error) {
+	b = bytes.TrimSpace(b)
+	if string(b) == "max" {
+		return unlimited, nil
+	}
+	v, err := strconv.ParseUint(string(b), 10, 64)
+	if err != nil {
+		return 0, fmt.Errorf("cgroup value: %w: %q", errMalformed, b)
+	}
+	if v >= v1Unlimited {
+		return unlimited, nil
+	}
+	return v, nil
+}
+
+// parseMemAvailable returns MemAvailable from /proc/meminfo, in bytes.
+func parseMemAvailable(b []byte) (uint64, error) {
+	const key = "MemAvailable:"
+	for len(b) > 0 {
+		var line []byte
+		if i := bytes.IndexByte(b, '\n'); i >= 0 {
+			line, b = b[:i], b[i+1:]
+		} else {
+			line, b = b, nil
+		}
+		if !bytes.HasPrefix(line, []byte(key)) {
+			continue
+		}
+		num, unit, _ := bytes.Cut(bytes.TrimSpace(line[len(key):]), []byte(" "))
+		v, err := strconv.ParseUint(string(num), 10, 64)
+		if err != nil || string(bytes.TrimSpace(unit)) != "kB" || v > math.MaxUint64/1024 {
+			return 0, fmt.Errorf("meminfo: %w: %q", errMalformed, line)
+		}
+		return v * 1024, nil
+	}
+	return 0, fmt.Errorf("meminfo: %w: no MemAvailable line", errMalformed)
+}

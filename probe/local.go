@@ -1,0 +1,141 @@
+package probe
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// defaultChunk is how much one lock call covers when a module sets no
+// chunk_size: about 5 ms of mlock at the costs in KERNEL_NOTES.md, so a
+// deadline is overrun by at most that.
+const defaultChunk = 4 << 20
+
+// localSpec is what differs between the probers that lock in the
+// exporter's own process.
+type localSpec struct {
+	// populate: the map phase only reserves; the lock phase maps with
+	// MAP_LOCKED|MAP_POPULATE.
+	populate bool
+	// lock locks the region (chunk by chunk, checking ctx between chunks).
+	lock func(ctx context.Context, r *region, chunk int) error
+	// x is what verification expects; touchPages how many pages to write.
+	x          expectation
+	touchPages func(pages int) int
+}
+
+// runLocal runs one probe in this process: map, lock, touch, verify,
+// unlock, unmap. The region is released on every path, panics included.
+func runLocal(ctx context.Context, env *Env, m Module, res *Result, logger *slog.Logger, spec localSpec) bool {
+	page := env.page
+	length := int(res.Bytes)
+	pages := length / page
+	res.Pages = uint64(pages)
+	chunk := int(m.ChunkSize)
+	if chunk <= 0 {
+		chunk = defaultChunk
+	}
+
+	t := time.Now()
+	st, err := env.status()
+	if err != nil {
+		res.timed(PhaseVerify, t)
+		return res.fail(ReasonVerification, fmt.Errorf("%w: status: %v", ErrVerification, err))
+	}
+	baseline := st.Locked
+	res.timed(PhaseVerify, t)
+
+	t = time.Now()
+	r, err := reserve(length, m.HugePages)
+	if err != nil {
+		res.timed(PhaseMap, t)
+		return res.failErrno("mmap", err, &res.Headroom)
+	}
+	defer func() {
+		if err := r.release(); err != nil {
+			logger.Error("cannot release probe region", "err", err)
+		}
+	}()
+	if !spec.populate {
+		if err := r.mapFixed(0, length, 0); err != nil {
+			res.timed(PhaseMap, t)
+			return res.failErrno("mmap", err, &res.Headroom)
+		}
+		if m.HugePages {
+			if err := unix.Madvise(r.mem, unix.MADV_HUGEPAGE); err != nil {
+				logger.Debug("madvise(MADV_HUGEPAGE) failed; continuing with base pages", "err", err)
+			}
+		}
+	}
+	res.timed(PhaseMap, t)
+	env.runHook(PhaseMap)
+	logger.Debug("mapped", "addr", fmt.Sprintf("%#x", r.addr()), "bytes", length, "map_seconds", res.Phases[PhaseMap].Seconds())
+
+	t = time.Now()
+	err = spec.lock(ctx, r, chunk)
+	res.timed(PhaseLock, t)
+	if err != nil {
+		if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) {
+			return res.fail(ReasonTimeout, fmt.Errorf("deadline reached between lock chunks: %w", err))
+		}
+		return res.failErrno(string(m.Mode), err, &res.Headroom)
+	}
+	env.runHook(PhaseLock)
+	logger.Debug("locked", "lock_seconds", res.Phases[PhaseLock].Seconds(), "chunk_bytes", chunk)
+
+	n := pages
+	if spec.touchPages != nil {
+		n = spec.touchPages(pages)
+	}
+	seed := uint64(time.Now().UnixNano())
+	t = time.Now()
+	touch(r.mem, page, n, seed)
+	res.timed(PhaseTouch, t)
+	res.Touched = uint64(n * page)
+	env.runHook(PhaseTouch)
+
+	t = time.Now()
+	verr := env.verifyRegion(r, res, spec.x, baseline, n, seed)
+	res.timed(PhaseVerify, t)
+	env.runHook(PhaseVerify)
+	logger.Debug("verified", "locked_delta_bytes", res.LockedDelta, "smaps_locked_bytes", res.ResidentLocked,
+		"resident_bytes", res.Resident, "touched_bytes", res.Touched, "anon_huge_bytes", res.HugeBytes,
+		"kpageflags_checked", res.KpageflagsChecked, "kpageflags_pages", res.KpageflagsPages,
+		"kpageflags_mlocked", res.KpageflagsMlocked, "err", verr)
+
+	t = time.Now()
+	err = unix.Munlock(r.mem)
+	res.timed(PhaseUnlock, t)
+	if err != nil {
+		return res.fail(ReasonOther, fmt.Errorf("munlock: %w", err))
+	}
+	r.mayBeLocked = false
+	env.runHook(PhaseUnlock)
+	if verr == nil {
+		t = time.Now()
+		verr = env.verifyUnlocked(baseline)
+		res.timed(PhaseVerify, t)
+	}
+
+	t = time.Now()
+	err = r.release()
+	res.timed(PhaseUnmap, t)
+	if err != nil {
+		return res.fail(ReasonOther, fmt.Errorf("munmap: %w", err))
+	}
+	if verr != nil {
+		return res.fail(ReasonVerification, verr)
+	}
+	res.Success = true
+	return true
+}
+
+func (e *Env) runHook(p Phase) {
+	if e.hook != nil {
+		e.hook(p)
+	}
+}

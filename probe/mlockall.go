@@ -1,0 +1,273 @@
+package probe
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/exec"
+	"runtime/debug"
+	"strconv"
+	"strings"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// ChildEnv is the environment variable that turns the exporter's binary
+// into the mlockall probe's child. main checks it before anything else.
+const ChildEnv = "MEMLOCK_EXPORTER_PROBE_CHILD"
+
+// childSpecEnv carries the child's parameters.
+const childSpecEnv = "MEMLOCK_EXPORTER_PROBE_SPEC"
+
+// IsChild reports whether this process was started as the mlockall child.
+func IsChild() bool { return os.Getenv(ChildEnv) == string(ModeMlockall) }
+
+// childReport is what the child prints on stdout, one JSON object.
+type childReport struct {
+	Phases         [numPhases]int64 `json:"phases_ns"`
+	Ran            [numPhases]bool  `json:"ran"`
+	Op             string           `json:"op,omitempty"`
+	Errno          int              `json:"errno,omitempty"`
+	Verify         string           `json:"verify,omitempty"`
+	LockedDelta    uint64           `json:"locked_delta"`
+	ResidentLocked uint64           `json:"resident_locked"`
+	Resident       uint64           `json:"resident"`
+	Touched        uint64           `json:"touched"`
+	HugeBytes      uint64           `json:"huge_bytes"`
+	ProcessLocked  uint64           `json:"process_locked"`
+	FutureLocked   bool             `json:"future_locked"`
+	KpageChecked   bool             `json:"kpage_checked"`
+	KpagePages     uint64           `json:"kpage_pages"`
+	KpageMlocked   uint64           `json:"kpage_mlocked"`
+}
+
+// mlockallFlags returns the mlockall(2) flags of a module.
+func mlockallFlags(m Module) int {
+	f := unix.MCL_CURRENT | unix.MCL_FUTURE
+	if m.mlockallOnFault() {
+		f |= unix.MCL_ONFAULT
+	}
+	return f
+}
+
+// probeMlockall runs mlockall(MCL_CURRENT|MCL_FUTURE[|MCL_ONFAULT]) in a
+// child process started from the exporter's own binary, never in the
+// exporter: with MCL_FUTURE every later mapping of the Go runtime would be
+// locked too, and an arena mapping over the limit is fatal. The child maps
+// the region, calls mlockall, touches and verifies the region, checks that
+// a mapping made afterwards is locked (MCL_FUTURE), calls munlockall and
+// reports on stdout. Whatever it locked dies with it.
+func probeMlockall(ctx context.Context, env *Env, m Module, res *Result, logger *slog.Logger) bool {
+	res.Pages = res.Bytes / uint64(env.page)
+	spec := fmt.Sprintf("bytes=%d,flags=%d,huge=%t", res.Bytes, mlockallFlags(m), m.HugePages)
+	cmd := exec.CommandContext(ctx, env.Exe)
+	cmd.Env = []string{ChildEnv + "=" + string(ModeMlockall), childSpecEnv + "=" + spec}
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &limitWriter{b: &stdout, n: 64 << 10}, &limitWriter{b: &stderr, n: 16 << 10}
+	cmd.WaitDelay = time.Second
+	logger.Debug("starting mlockall child", "exe", env.Exe, "spec", spec)
+	err := cmd.Run()
+	if ctx.Err() != nil {
+		return res.fail(ReasonTimeout, fmt.Errorf("mlockall child: %w", ctx.Err()))
+	}
+	var rep childReport
+	if jerr := json.Unmarshal(stdout.Bytes(), &rep); jerr != nil {
+		return res.fail(ReasonOther, fmt.Errorf("mlockall child failed (%v): %s", err, lastLines(stderr.String(), 5)))
+	}
+	for p := range numPhases {
+		res.Phases[p], res.Ran[p] = time.Duration(rep.Phases[p]), rep.Ran[p]
+	}
+	res.LockedDelta, res.ResidentLocked, res.Resident = rep.LockedDelta, rep.ResidentLocked, rep.Resident
+	res.Touched, res.HugeBytes = rep.Touched, rep.HugeBytes
+	res.KpageflagsChecked, res.KpageflagsPages, res.KpageflagsMlocked = rep.KpageChecked, rep.KpagePages, rep.KpageMlocked
+	logger.Debug("mlockall child reported", "process_locked_bytes", rep.ProcessLocked, "future_locked", rep.FutureLocked,
+		"locked_delta_bytes", rep.LockedDelta, "smaps_locked_bytes", rep.ResidentLocked, "resident_bytes", rep.Resident)
+	if rep.Errno != 0 {
+		errno := unix.Errno(rep.Errno)
+		reason := classify(errno, res.Bytes, &res.Headroom)
+		// mlockall(MCL_CURRENT) checks the whole address space (total_vm)
+		// against the limit, not only the region.
+		if errno == unix.ENOMEM && !res.Headroom.CapIPCLock && res.Headroom.Soft != unlimited {
+			reason = ReasonENOMEMLimit
+		}
+		return res.fail(reason, fmt.Errorf("%s in child: %w", rep.Op, errno))
+	}
+	if rep.Verify != "" {
+		return res.fail(ReasonVerification, fmt.Errorf("%w in child: %s", ErrVerification, rep.Verify))
+	}
+	if err != nil {
+		return res.fail(ReasonOther, fmt.Errorf("mlockall child: %v: %s", err, lastLines(stderr.String(), 5)))
+	}
+	res.Success = true
+	return true
+}
+
+// RunChild is the mlockall probe's child: main calls it, and exits with
+// its status, when IsChild. It allocates what it needs before mlockall and
+// turns the garbage collector off, so that the Go runtime maps as little
+// as possible while MCL_FUTURE is in effect.
+func RunChild() int {
+	var rep childReport
+	out := func() int {
+		b, _ := json.Marshal(&rep)
+		os.Stdout.Write(append(b, '\n'))
+		return 0
+	}
+	length, flags, huge, err := parseChildSpec(os.Getenv(childSpecEnv))
+	if err != nil {
+		rep.Op, rep.Errno = "spec", int(unix.EINVAL)
+		fmt.Fprintln(os.Stderr, err)
+		return out()
+	}
+	if raceEnabled && flags&unix.MCL_ONFAULT == 0 {
+		rep.Op, rep.Errno = "race-detector build refuses mlockall without MCL_ONFAULT", int(unix.EINVAL)
+		return out()
+	}
+	debug.SetGCPercent(-1)
+	env := NewEnv("/proc", "")
+	_, _ = env.read("self/smaps") // grow the buffer now, not under MCL_FUTURE
+	env.vec = make([]byte, length/env.page)
+	res := &Result{}
+	onfault := flags&unix.MCL_ONFAULT != 0
+	st, err := env.status()
+	if err != nil {
+		rep.Verify = err.Error()
+		return out()
+	}
+	baseline := st.Locked
+
+	t := time.Now()
+	r, err := reserve(length, huge)
+	if err != nil {
+		rep.Op, rep.Errno = "mmap", errnoOf(err)
+		return out()
+	}
+	defer r.release()
+	if err := r.mapFixed(0, length, 0); err != nil {
+		rep.Op, rep.Errno = "mmap", errnoOf(err)
+		return out()
+	}
+	if huge {
+		_ = unix.Madvise(r.mem, unix.MADV_HUGEPAGE)
+	}
+	res.timed(PhaseMap, t)
+
+	t = time.Now()
+	err = unix.Mlockall(flags)
+	res.timed(PhaseLock, t)
+	if err != nil {
+		rep.Op, rep.Errno = "mlockall", errnoOf(err)
+		copyPhases(&rep, res)
+		return out()
+	}
+	r.mayBeLocked = true
+
+	pages := length / env.page
+	seed := uint64(time.Now().UnixNano())
+	t = time.Now()
+	touch(r.mem, env.page, pages, seed)
+	res.timed(PhaseTouch, t)
+
+	t = time.Now()
+	verr := env.verifyRegion(r, res, expectation{onfault: onfault, huge: huge, wholeProcess: true}, baseline, pages, seed)
+	if st, err := env.status(); err == nil {
+		rep.ProcessLocked = st.Locked
+	}
+	if verr == nil {
+		// MCL_FUTURE: a mapping made now must be locked at once.
+		if f, err := reserve(env.page, false); err == nil {
+			if err := f.mapFixed(0, env.page, 0); err == nil {
+				if sm, err := env.smaps(f.addr()); err == nil {
+					rep.FutureLocked = sm.VmLocked
+				}
+			}
+			f.release()
+		}
+		if !rep.FutureLocked {
+			verr = fmt.Errorf("a mapping made after mlockall(MCL_FUTURE) is not locked")
+		}
+	}
+	res.timed(PhaseVerify, t)
+
+	t = time.Now()
+	err = unix.Munlockall()
+	res.timed(PhaseUnlock, t)
+	if err != nil {
+		rep.Op, rep.Errno = "munlockall", errnoOf(err)
+	}
+	r.mayBeLocked = false
+	t = time.Now()
+	r.release()
+	res.timed(PhaseUnmap, t)
+	if verr != nil {
+		rep.Verify = verr.Error()
+	}
+	rep.LockedDelta, rep.ResidentLocked, rep.Resident = res.LockedDelta, res.ResidentLocked, res.Resident
+	rep.Touched, rep.HugeBytes = uint64(pages*env.page), res.HugeBytes
+	rep.KpageChecked, rep.KpagePages, rep.KpageMlocked = res.KpageflagsChecked, res.KpageflagsPages, res.KpageflagsMlocked
+	copyPhases(&rep, res)
+	return out()
+}
+
+func copyPhases(rep *childReport, res *Result) {
+	for p := range numPhases {
+		rep.Phases[p], rep.Ran[p] = int64(res.Phases[p]), res.Ran[p]
+	}
+}
+
+func errnoOf(err error) int {
+	var errno unix.Errno
+	if errors.As(err, &errno) {
+		return int(errno)
+	}
+	return int(unix.EIO)
+}
+
+func parseChildSpec(s string) (length, flags int, huge bool, err error) {
+	for _, kv := range strings.Split(s, ",") {
+		k, v, _ := strings.Cut(kv, "=")
+		switch k {
+		case "bytes":
+			length, err = strconv.Atoi(v)
+		case "flags":
+			flags, err = strconv.Atoi(v)
+		case "huge":
+			huge, err = strconv.ParseBool(v)
+		default:
+			err = fmt.Errorf("unknown key %q", k)
+		}
+		if err != nil {
+			return 0, 0, false, fmt.Errorf("bad %s: %q: %v", childSpecEnv, s, err)
+		}
+	}
+	if length <= 0 || length%unix.Getpagesize() != 0 || flags&^(unix.MCL_CURRENT|unix.MCL_FUTURE|unix.MCL_ONFAULT) != 0 {
+		return 0, 0, false, fmt.Errorf("bad %s: %q", childSpecEnv, s)
+	}
+	return length, flags, huge, nil
+}
+
+// limitWriter keeps the first n bytes written and drops the rest.
+type limitWriter struct {
+	b *bytes.Buffer
+	n int
+}
+
+func (w *limitWriter) Write(p []byte) (int, error) {
+	if room := w.n - w.b.Len(); room > 0 {
+		w.b.Write(p[:min(len(p), room)])
+	}
+	return len(p), nil
+}
+
+func lastLines(s string, n int) string {
+	lines := strings.Split(strings.TrimSpace(s), "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, " | ")
+}
