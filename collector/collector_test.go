@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"flag"
+	"fmt"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -15,6 +16,9 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/prometheus/common/expfmt"
+	"golang.org/x/sys/unix"
+
+	"github.com/memlock-exporter/memlock_exporter/internal/linux"
 )
 
 var update = flag.Bool("update", false, "rewrite the golden files in testdata/golden")
@@ -330,12 +334,19 @@ func TestSelectProcesses(t *testing.T) {
 }
 
 func TestClassify(t *testing.T) {
+	wrap := func(err error) error { return fmt.Errorf("open 12/status: %w", err) }
 	for err, want := range map[error]string{
-		os.ErrNotExist:  "error", // only errno values are classified
-		errors.New("x"): "error",
+		wrap(unix.ENOENT):            "vanished",
+		wrap(unix.ESRCH):             "vanished",
+		wrap(unix.EACCES):            "permission",
+		wrap(unix.EPERM):             "permission",
+		wrap(linux.ErrMalformed):     "malformed",
+		wrap(linux.ErrTooLarge):      "malformed",
+		wrap(unix.EIO):               "error",
+		errors.New("something else"): "error",
 	} {
 		if got := classify(err); got != want {
-			t.Errorf("%v: %s", err, got)
+			t.Errorf("%v: %s, want %s", err, got, want)
 		}
 	}
 }

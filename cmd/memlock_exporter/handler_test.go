@@ -1,0 +1,128 @@
+package main
+
+import (
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/memlock-exporter/memlock_exporter/collector"
+)
+
+func TestScrapeTimeout(t *testing.T) {
+	const def, off = 10 * time.Second, 500 * time.Millisecond
+	for header, want := range map[string]time.Duration{
+		"":       def,
+		"15":     14500 * time.Millisecond,
+		"0.25":   250 * time.Millisecond, // shorter than the offset: kept whole
+		"banana": def,
+		"-3":     def,
+		"1e9":    def,
+	} {
+		r := httptest.NewRequest("GET", "/metrics", nil)
+		if header != "" {
+			r.Header.Set("X-Prometheus-Scrape-Timeout-Seconds", header)
+		}
+		if got := scrapeTimeout(r, def, off); got != want {
+			t.Errorf("header %q: %v, want %v", header, got, want)
+		}
+	}
+}
+
+func testHandler(t *testing.T, exporterMetrics *prometheus.Registry) http.Handler {
+	t.Helper()
+	exp, err := collector.New(collector.DefaultConfig(), []string{"system", "user"}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return newMetricsHandler(exp, exporterMetrics, 0, time.Second, 0, slog.New(slog.DiscardHandler))
+}
+
+func get(h http.Handler, target string) *httptest.ResponseRecorder {
+	w := httptest.NewRecorder()
+	h.ServeHTTP(w, httptest.NewRequest("GET", target, nil))
+	return w
+}
+
+func TestMetricsHandler(t *testing.T) {
+	h := testHandler(t, prometheus.NewRegistry())
+	w := get(h, "/metrics")
+	if w.Code != 200 || !strings.Contains(w.Body.String(), "memlock_system_mlocked_bytes") ||
+		!strings.Contains(w.Body.String(), "memlock_exporter_build_info") ||
+		!strings.Contains(w.Body.String(), "promhttp_metric_handler_requests_total") {
+		t.Errorf("status %d:\n%s", w.Code, w.Body)
+	}
+	w = get(h, "/metrics?collect[]=user")
+	if w.Code != 200 || strings.Contains(w.Body.String(), "memlock_system_") || !strings.Contains(w.Body.String(), `collector="user"`) {
+		t.Errorf("collect[] filter: status %d:\n%s", w.Code, w.Body)
+	}
+	if w = get(h, "/metrics?collect[]=nope"); w.Code != http.StatusBadRequest {
+		t.Errorf("unknown collector: status %d", w.Code)
+	}
+}
+
+func TestDisableExporterMetrics(t *testing.T) {
+	h := testHandler(t, nil)
+	body := get(h, "/metrics").Body.String()
+	if strings.Contains(body, "promhttp_") || strings.Contains(body, "go_goroutines") {
+		t.Errorf("exporter metrics present:\n%s", body)
+	}
+}
+
+func TestMaxRequests(t *testing.T) {
+	exp, err := collector.New(collector.DefaultConfig(), []string{"system"}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mh := &metricsHandler{exp: exp, inflight: make(chan struct{}, 1), defaultTimeout: time.Second, logger: slog.New(slog.DiscardHandler)}
+	mh.inflight <- struct{}{} // one scrape in flight
+	w := httptest.NewRecorder()
+	mh.serve(w, httptest.NewRequest("GET", "/metrics", nil))
+	if w.Code != http.StatusServiceUnavailable {
+		t.Errorf("over the limit: status %d", w.Code)
+	}
+	<-mh.inflight
+	w = httptest.NewRecorder()
+	mh.serve(w, httptest.NewRequest("GET", "/metrics", nil))
+	if w.Code != 200 {
+		t.Errorf("under the limit: status %d", w.Code)
+	}
+}
+
+func TestMuxHasNoPprofUnlessAsked(t *testing.T) {
+	for _, enable := range []bool{false, true} {
+		var o options
+		app := newApp(&o)
+		args := []string{}
+		if enable {
+			args = append(args, "--web.enable-pprof")
+		}
+		if _, err := app.Parse(args); err != nil {
+			t.Fatal(err)
+		}
+		if err := o.validate(); err != nil {
+			t.Fatal(err)
+		}
+		exp, err := collector.New(o.cfg, []string{"system"}, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		mux, err := newMux(&o, exp, slog.New(slog.DiscardHandler))
+		if err != nil {
+			t.Fatal(err)
+		}
+		code := get(mux, "/debug/pprof/").Code
+		if enable != (code == 200) {
+			t.Errorf("pprof enabled=%v: /debug/pprof/ status %d", enable, code)
+		}
+		for _, path := range []string{"/-/healthy", "/-/ready", "/"} {
+			if c := get(mux, path).Code; c != 200 {
+				t.Errorf("%s: status %d", path, c)
+			}
+		}
+	}
+}
