@@ -99,6 +99,7 @@ var factories = []factory{
 	{Info{"process", true, "per process locked, pinned and resident locked bytes, memlock limits, CAP_IPC_LOCK"}, newProcessCollector},
 	{Info{"user", true, "per user locked and pinned bytes, which the kernel checks per user for pinned and SHM_LOCK memory"}, newUserCollector},
 	{Info{"sysvipc", true, "SysV shared memory segments locked with SHM_LOCK, per owner"}, newSysvipcCollector},
+	{Info{"cgroup", true, "unevictable memory per cgroup (memory.stat, cgroup v1 and v2) beside the cgroup's memory limit, with pod and container identity"}, newCgroupCollector},
 }
 
 // Available lists every collector, in a stable order.

@@ -79,6 +79,7 @@ func newApp(o *options) *kingpin.Application {
 	app.Flag("collector.process.include", "Regexp of process names (comm) always reported, even with nothing locked: list the services that must lock, so a failed lock shows.").PlaceHolder("REGEXP").StringVar(&o.processInclude)
 	app.Flag("collector.process.exclude", "Regexp of process names (comm) never reported; wins over --collector.process.include.").PlaceHolder("REGEXP").StringVar(&o.processExclude)
 	app.Flag("collector.process.max-processes", "Most processes reported per scrape (named ones first, then the largest); 0 for no cap.").Default(fmt.Sprint(o.cfg.Process.MaxProcesses)).IntVar(&o.cfg.Process.MaxProcesses)
+	app.Flag("collector.cgroup.include", "Regexp of cgroup paths (as in /proc/<pid>/cgroup, e.g. /system.slice/vault.service) always reported, even without unevictable memory.").PlaceHolder("REGEXP").StringVar(&o.cgroupInclude)
 	app.Flag("collector.process.smaps", "Read smaps_rollup of processes with locked memory for resident locked bytes (needs ptrace read access).").Default("true").BoolVar(&o.cfg.Process.Smaps)
 
 	addProbeFlags(app, &o.probe)
@@ -128,6 +129,9 @@ func (o *options) validate() error {
 		return err
 	}
 	if o.cfg.Process.Exclude, err = compileName("collector.process.exclude", o.processExclude); err != nil {
+		return err
+	}
+	if o.cfg.Cgroup.Include, err = compileName("collector.cgroup.include", o.cgroupInclude); err != nil {
 		return err
 	}
 	if o.cfg.Process.MaxProcesses < 0 {
@@ -198,9 +202,7 @@ func run(args []string, stderr io.Writer) int {
 		return 1
 	}
 	logger.Info("enabled collectors", "collectors", exp.Names())
-	if os.Geteuid() != 0 {
-		logger.Info("running as non-root: smaps of other users' processes need CAP_SYS_PTRACE; unreadable files are counted in memlock_process_read_failures")
-	}
+	missingPrivileges(o.cfg, logger)
 
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
 	defer stop()

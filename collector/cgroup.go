@@ -1,0 +1,280 @@
+package collector
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"sync"
+
+	"github.com/memlock-exporter/memlock_exporter/internal/linux"
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// cgroupCollector reports unevictable memory per cgroup from memory.stat,
+// with the cgroup's memory limit and usage beside it, for the cgroups that
+// hold unevictable memory or that CgroupConfig.Include names.
+//
+// memory.stat is hierarchical where it matters: cgroup v2's "unevictable"
+// and v1's "total_unevictable" cover the cgroup and all its descendants
+// (v1's plain "unevictable" only the cgroup's own pages). So a cgroup with
+// zero has only zeros below it, and the walk skips its subtree: on a node
+// with thousands of cgroups only the few branches that lock memory are read.
+type cgroupCollector struct {
+	sysPath       string
+	include       *regexp.Regexp
+	includePrefix string
+	logger        *slog.Logger
+	readers       sync.Pool
+
+	unevictable, limit, usage *prometheus.Desc
+	scanned, reported         *prometheus.Desc
+}
+
+var cgroupLabels = []string{"cgroup", "pod_uid", "container_id", "qos_class"}
+
+func newCgroupCollector(en *env) (Collector, error) {
+	d := func(name, help string, labels []string) *prometheus.Desc {
+		return prometheus.NewDesc(prometheus.BuildFQName(namespace, "cgroup", name), help, labels, nil)
+	}
+	c := &cgroupCollector{
+		sysPath: en.cfg.SysPath,
+		include: en.cfg.Cgroup.Include,
+		logger:  en.logger,
+		unevictable: d("unevictable_bytes",
+			"Unevictable memory charged to the cgroup and its descendants (memory.stat unevictable in v2, total_unevictable in v1): mlocked pages, SHM_LOCKed segments, ramfs. It counts against the cgroup's memory limit and cannot be reclaimed.", cgroupLabels),
+		limit: d("memory_limit_bytes",
+			"Memory limit of the cgroup (memory.max in v2, memory.limit_in_bytes in v1); +Inf when unlimited.", cgroupLabels),
+		usage: d("memory_usage_bytes",
+			"Memory charged to the cgroup and its descendants (memory.current in v2, memory.usage_in_bytes in v1).", cgroupLabels),
+		scanned: d("scanned_cgroups",
+			"Cgroups whose memory.stat was read in the last scrape; subtrees without unevictable memory are skipped.", nil),
+		reported: d("reported_cgroups",
+			"Cgroups reported with series of their own in the last scrape.", nil),
+	}
+	if c.include != nil {
+		c.includePrefix, _ = c.include.LiteralPrefix()
+	}
+	c.readers.New = func() any { return linux.NewReader(4096) }
+	return c, nil
+}
+
+func (c *cgroupCollector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{c.unevictable, c.limit, c.usage, c.scanned, c.reported} {
+		ch <- d
+	}
+}
+
+// cgroupHierarchy is where the memory controller's hierarchy is mounted.
+type cgroupHierarchy struct {
+	root string
+	v2   bool
+}
+
+// detectCgroupHierarchy finds the memory controller below <sys>/fs/cgroup:
+// the unified hierarchy at the top (cgroup v2), the v1 memory hierarchy in
+// memory/ (pure v1, or hybrid with a controller-less v2 in unified/), or,
+// rarely, a hybrid whose unified/ hierarchy has the memory controller.
+func detectCgroupHierarchy(sysPath string) (cgroupHierarchy, error) {
+	base := filepath.Join(sysPath, "fs", "cgroup")
+	if b, err := os.ReadFile(filepath.Join(base, "cgroup.controllers")); err == nil {
+		if hasWord(string(b), "memory") {
+			return cgroupHierarchy{root: base, v2: true}, nil
+		}
+		return cgroupHierarchy{}, fmt.Errorf("%s: cgroup v2 without the memory controller", base)
+	}
+	if _, err := os.Stat(filepath.Join(base, "memory", "memory.stat")); err == nil {
+		return cgroupHierarchy{root: filepath.Join(base, "memory")}, nil
+	}
+	if b, err := os.ReadFile(filepath.Join(base, "unified", "cgroup.controllers")); err == nil && hasWord(string(b), "memory") {
+		return cgroupHierarchy{root: filepath.Join(base, "unified"), v2: true}, nil
+	}
+	return cgroupHierarchy{}, fmt.Errorf("no memory cgroup hierarchy below %s", base)
+}
+
+func hasWord(s, w string) bool {
+	for _, f := range strings.Fields(s) {
+		if f == w {
+			return true
+		}
+	}
+	return false
+}
+
+// cgroupWalk is the state of one scrape's walk.
+type cgroupWalk struct {
+	c        *cgroupCollector
+	ctx      context.Context
+	h        cgroupHierarchy
+	dir      *linux.Dir
+	r        *linux.Reader
+	ch       chan<- prometheus.Metric
+	stat     linux.MemoryStat
+	visited  int
+	scanned  int
+	reported int
+	failures int
+	firstErr error
+}
+
+func (c *cgroupCollector) Update(ctx context.Context, _ *Scrape, ch chan<- prometheus.Metric) error {
+	h, err := detectCgroupHierarchy(c.sysPath)
+	if err != nil {
+		return err
+	}
+	dir, err := linux.OpenDir(h.root)
+	if err != nil {
+		return err
+	}
+	defer dir.Close()
+	r := c.readers.Get().(*linux.Reader)
+	defer c.readers.Put(r)
+
+	w := &cgroupWalk{c: c, ctx: ctx, h: h, dir: dir, r: r, ch: ch}
+	walkErr := w.visit("", false)
+	ch <- prometheus.MustNewConstMetric(c.scanned, prometheus.GaugeValue, float64(w.scanned))
+	ch <- prometheus.MustNewConstMetric(c.reported, prometheus.GaugeValue, float64(w.reported))
+	if walkErr != nil {
+		return fmt.Errorf("walked %d cgroups: %w", w.scanned, walkErr)
+	}
+	if w.failures > 0 {
+		return fmt.Errorf("%d cgroup files could not be read: %w", w.failures, w.firstErr)
+	}
+	return nil
+}
+
+func (w *cgroupWalk) fail(err error) {
+	w.failures++
+	if w.firstErr == nil {
+		w.firstErr = err
+	}
+}
+
+// vanished is true for a cgroup removed during the walk.
+func vanished(err error) bool { return errors.Is(err, os.ErrNotExist) }
+
+// ctxCheckCgroups is how many cgroups are read between deadline checks.
+const ctxCheckCgroups = 64
+
+// visit reads the cgroup at rel (relative to the hierarchy's root, "" for
+// the root), reports it if it qualifies and walks its children. knownZero
+// says the parent had no unevictable memory, so neither has this cgroup:
+// it is visited only because Include may name it or a descendant, and its
+// memory.stat is not read.
+func (w *cgroupWalk) visit(rel string, knownZero bool) error {
+	if w.visited%ctxCheckCgroups == 0 && w.ctx.Err() != nil {
+		return w.ctx.Err()
+	}
+	w.visited++
+	cg := "/" + rel
+	var unevictable uint64
+	haveStat := knownZero
+	if !knownZero {
+		b, err := w.r.ReadFile(w.dir, join(rel, "memory.stat"))
+		if err == nil {
+			w.scanned++
+			err = linux.ParseMemoryStat(b, &w.stat)
+		}
+		switch {
+		case err == nil:
+			unevictable, haveStat = w.stat.Hierarchical(), true
+		case rel == "" && vanished(err):
+			// Some kernels have no memory.stat at the v2 root: walk on
+			// without knowing the total.
+		case vanished(err):
+			return nil
+		default:
+			w.fail(fmt.Errorf("%s: %w", cg, err))
+			return nil
+		}
+	}
+	if haveStat && (unevictable > 0 || w.c.include != nil && w.c.include.MatchString(cg)) {
+		w.report(rel, cg, unevictable)
+	}
+	zero := haveStat && unevictable == 0
+	if zero && !w.mayMatchBelow(cg) {
+		return nil
+	}
+	f, err := os.Open(filepath.Join(w.h.root, rel))
+	if err != nil {
+		if !vanished(err) {
+			w.fail(err)
+		}
+		return nil
+	}
+	entries, err := f.ReadDir(-1)
+	f.Close()
+	if err != nil && !vanished(err) {
+		w.fail(err)
+	}
+	for _, e := range entries {
+		if !e.IsDir() {
+			continue
+		}
+		if err := w.visit(join(rel, e.Name()), zero); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// mayMatchBelow reports whether Include could match a cgroup below cg,
+// judged by the literal prefix every match of Include starts with.
+func (w *cgroupWalk) mayMatchBelow(cg string) bool {
+	if w.c.include == nil {
+		return false
+	}
+	below := strings.TrimSuffix(cg, "/") + "/"
+	p := w.c.includePrefix
+	return strings.HasPrefix(p, below) || strings.HasPrefix(below, p)
+}
+
+func join(rel, name string) string {
+	if rel == "" {
+		return name
+	}
+	return rel + "/" + name
+}
+
+func (w *cgroupWalk) report(rel, cg string, unevictable uint64) {
+	id := linux.ParseCgroupPath(cg)
+	lv := []string{cg, id.PodUID, id.ContainerID, id.QOSClass}
+	w.ch <- prometheus.MustNewConstMetric(w.c.unevictable, prometheus.GaugeValue, float64(unevictable), lv...)
+	w.reported++
+
+	limitFile, usageFile := "memory.limit_in_bytes", "memory.usage_in_bytes"
+	if w.h.v2 {
+		limitFile, usageFile = "memory.max", "memory.current"
+	}
+	// The v2 root has neither file: it has no limit, and its usage is the
+	// host's.
+	if v, ok := w.readValue(rel, limitFile); ok {
+		limit := float64(v)
+		if v == linux.Unlimited || !w.h.v2 && linux.CgroupV1Unlimited(v) {
+			limit = math.Inf(1)
+		}
+		w.ch <- prometheus.MustNewConstMetric(w.c.limit, prometheus.GaugeValue, limit, lv...)
+	}
+	if v, ok := w.readValue(rel, usageFile); ok && v != linux.Unlimited {
+		w.ch <- prometheus.MustNewConstMetric(w.c.usage, prometheus.GaugeValue, float64(v), lv...)
+	}
+}
+
+func (w *cgroupWalk) readValue(rel, name string) (uint64, bool) {
+	b, err := w.r.ReadFile(w.dir, join(rel, name))
+	if err == nil {
+		var v uint64
+		if v, err = linux.ParseCgroupMemoryValue(b); err == nil {
+			return v, true
+		}
+	}
+	if !vanished(err) {
+		w.fail(fmt.Errorf("/%s: %w", join(rel, name), err))
+	}
+	return 0, false
+}

@@ -1,0 +1,215 @@
+package collector
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+	"github.com/prometheus/common/expfmt"
+)
+
+// The cgroup fixture trees, each a host's /proc and /sys reduced to what the
+// cgroup and process collectors read:
+//
+//	cgroupv1           hybrid v1 host (memory/ and a controller-less unified/),
+//	                   kubelet's cgroupfs driver with docker, plain docker beside it
+//	cgroupv2           v2, kubelet's systemd driver with containerd, docker and a
+//	                   service outside Kubernetes
+//	cgroupv2-cgroupfs  v2, kubelet's cgroupfs driver with CRI-O and its conmon
+//
+// Subtrees below a cgroup without unevictable memory hold a memory.stat that
+// is not a memory.stat: reading it would fail the collector, so a passing
+// golden test shows those subtrees were skipped.
+var cgroupTrees = []string{"cgroupv1", "cgroupv2", "cgroupv2-cgroupfs"}
+
+func cgroupTreeConfig(tree string) Config {
+	cfg := DefaultConfig()
+	cfg.ProcPath = filepath.Join("testdata", tree, "proc")
+	cfg.SysPath = filepath.Join("testdata", tree, "sys")
+	return cfg
+}
+
+// cgroupGolden gathers the named collector on a fixture tree and compares
+// the families whose names start with prefix (and the collector's success)
+// with testdata/<tree>/<file>, rewritten by -update (the flag is defined in
+// collector_test.go).
+func cgroupGolden(t *testing.T, cfg Config, collector, prefix, path string) {
+	t.Helper()
+	reg := prometheus.NewPedanticRegistry()
+	reg.MustRegister(newExporter(t, cfg, collector))
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	var buf bytes.Buffer
+	for _, mf := range mfs {
+		if !strings.HasPrefix(mf.GetName(), prefix) && mf.GetName() != "memlock_scrape_collector_success" {
+			continue
+		}
+		names = append(names, mf.GetName())
+		if _, err := expfmt.MetricFamilyToText(&buf, mf); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if !strings.Contains(buf.String(), `memlock_scrape_collector_success{collector="`+collector+`"} 1`) {
+		t.Errorf("collector %s failed on %s:\n%s", collector, cfg.SysPath, buf.String())
+	}
+	if *update {
+		if err := os.WriteFile(path, buf.Bytes(), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatalf("%v (go test ./collector -run Cgroup -update writes it)", err)
+	}
+	defer f.Close()
+	if err := testutil.GatherAndCompare(reg, f, names...); err != nil {
+		t.Errorf("%s (go test ./collector -run Cgroup -update rewrites it): %v", path, err)
+	}
+}
+
+func TestCgroupGolden(t *testing.T) {
+	for _, tree := range cgroupTrees {
+		t.Run(tree, func(t *testing.T) {
+			cfg := cgroupTreeConfig(tree)
+			cgroupGolden(t, cfg, "cgroup", "memlock_cgroup_", filepath.Join("testdata", tree, "cgroup.prom"))
+
+			// Include names cgroups without unevictable memory, some of them
+			// below a subtree the walk would otherwise skip.
+			cfg.Cgroup.Include = regexp.MustCompile(`^(?:/system\.slice/sshd\.service|/user\.slice/user-0\.slice|/kubepods(\.slice)?/kubepods-besteffort(\.slice)?|/kubepods/burstable)$`)
+			cgroupGolden(t, cfg, "cgroup", "memlock_cgroup_", filepath.Join("testdata", tree, "cgroup_include.prom"))
+
+		})
+	}
+}
+
+func TestCgroupLint(t *testing.T) {
+	for _, tree := range cgroupTrees {
+		problems, err := testutil.CollectAndLint(newExporter(t, cgroupTreeConfig(tree), "cgroup", "process"))
+		if err != nil {
+			t.Fatalf("%s: %v", tree, err)
+		}
+		for _, p := range problems {
+			t.Errorf("%s: %s: %s", tree, p.Metric, p.Text)
+		}
+	}
+}
+
+func TestDetectCgroupHierarchy(t *testing.T) {
+	mk := func(t *testing.T, files map[string]string) string {
+		dir := t.TempDir()
+		for name, content := range files {
+			p := filepath.Join(dir, "fs", "cgroup", name)
+			if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.WriteFile(p, []byte(content), 0o644); err != nil {
+				t.Fatal(err)
+			}
+		}
+		return dir
+	}
+	for _, tc := range []struct {
+		name  string
+		files map[string]string
+		root  string // relative to fs/cgroup; "" with err
+		v2    bool
+		err   bool
+	}{
+		{"unified", map[string]string{"cgroup.controllers": "cpuset cpu io memory pids\n"}, ".", true, false},
+		{"unified without memory", map[string]string{"cgroup.controllers": "cpu pids\n"}, "", false, true},
+		{"hybrid", map[string]string{"unified/cgroup.controllers": "", "memory/memory.stat": "unevictable 0\n"}, "memory", false, false},
+		{"pure v1", map[string]string{"memory/memory.stat": "unevictable 0\n", "cpu/cpu.shares": "1024\n"}, "memory", false, false},
+		{"hybrid with memory on unified", map[string]string{"unified/cgroup.controllers": "memory\n"}, "unified", true, false},
+		{"nothing", map[string]string{"unified/cgroup.controllers": ""}, "", false, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			sys := mk(t, tc.files)
+			h, err := detectCgroupHierarchy(sys)
+			if tc.err {
+				if err == nil {
+					t.Fatalf("got %+v, want an error", h)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if want := filepath.Join(sys, "fs", "cgroup", tc.root); h.root != want || h.v2 != tc.v2 {
+				t.Errorf("got %+v, want root %s v2 %v", h, want, tc.v2)
+			}
+		})
+	}
+}
+
+func TestCgroupMalformedAndVanished(t *testing.T) {
+	cfg := cgroupTreeConfig("cgroupv2")
+	cfg.SysPath = copyTree(t, cfg.SysPath)
+	cg := filepath.Join(cfg.SysPath, "fs", "cgroup")
+	// A malformed memory.stat fails the collector but not the walk.
+	if err := os.WriteFile(filepath.Join(cg, "system.slice", "chronyd.service", "memory.stat"), []byte("unevictable lots\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	// A cgroup removed between listing and reading is skipped silently.
+	if err := os.Remove(filepath.Join(cg, "system.slice", "docker-3b1f9a6c2d8e4f7a0b5c9d1e3f6a8b2c4d7e9f0a1b3c5d8e2f4a6b9c1d3e5f7a.scope", "memory.stat")); err != nil {
+		t.Fatal(err)
+	}
+	out := scrapeText(t, cfg, "cgroup")
+	for _, want := range []string{
+		`memlock_scrape_collector_success{collector="cgroup"} 0`,
+		`memlock_cgroup_unevictable_bytes{cgroup="/kubepods.slice/kubepods-pod` + "c2e4a6b8_1d3f_4a5c_9e7b_2f4d6a8c0e1b" + `.slice",container_id="",pod_uid="c2e4a6b8-1d3f-4a5c-9e7b-2f4d6a8c0e1b",qos_class="Guaranteed"} 2.097152e+06`,
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("missing %s in\n%s", want, out)
+		}
+	}
+	if strings.Contains(out, "chronyd") || strings.Contains(out, "docker-") {
+		t.Errorf("malformed or vanished cgroups reported:\n%s", out)
+	}
+}
+
+func TestCgroupDeadline(t *testing.T) {
+	e := newExporter(t, cgroupTreeConfig("cgroupv2"), "cgroup")
+	c := e.collectors["cgroup"]
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	ch := make(chan prometheus.Metric, 100)
+	if err := c.Update(ctx, &Scrape{}, ch); err == nil || !strings.Contains(err.Error(), "context canceled") {
+		t.Errorf("Update on a canceled context: %v", err)
+	}
+}
+
+func TestCgroupMayMatchBelow(t *testing.T) {
+	for _, tc := range []struct {
+		include, cg string
+		want        bool
+	}{
+		{`/system\.slice/sshd\.service`, "/system.slice", true},
+		{`/system\.slice/sshd\.service`, "/", true},
+		{`/system\.slice/sshd\.service`, "/user.slice", false},
+		{`/system\.slice/sshd\.service`, "/system.slice/sshd.service", true}, // its sub-cgroups could match a longer include; harmless
+		{`/kubepods\.slice/.*`, "/kubepods.slice/kubepods-besteffort.slice", true},
+		{`/kubepods\.slice/.*`, "/system.slice", false},
+		{`.*foo`, "/anything", true},
+	} {
+		c := &cgroupCollector{include: regexp.MustCompile("^(?:" + tc.include + ")$")}
+		c.includePrefix, _ = c.include.LiteralPrefix()
+		w := &cgroupWalk{c: c}
+		if got := w.mayMatchBelow(tc.cg); got != tc.want {
+			t.Errorf("include %q (prefix %q), below %q: %v, want %v", tc.include, c.includePrefix, tc.cg, got, tc.want)
+		}
+	}
+	// No include: nothing below a zero cgroup is visited.
+	if (&cgroupWalk{c: &cgroupCollector{}}).mayMatchBelow("/") {
+		t.Error("no include matched below /")
+	}
+}
