@@ -434,6 +434,9 @@ func TestUnprivileged(t *testing.T) {
 			t.Errorf("collector %s failed as nobody\n%s", c, exp.logs)
 		}
 	}
+	if !strings.Contains(exp.logs.String(), "CAP_SYS_PTRACE") {
+		t.Errorf("the exporter did not say it runs without CAP_SYS_PTRACE:\n%s", exp.logs)
+	}
 	if strings.Contains(exp.logs.String(), "level=ERROR") {
 		t.Errorf("errors logged for what a non-root exporter may not read:\n%s", exp.logs)
 	}

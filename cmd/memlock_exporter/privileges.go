@@ -1,0 +1,35 @@
+package main
+
+import (
+	"log/slog"
+	"os"
+	"strconv"
+
+	"github.com/memlock-exporter/memlock_exporter/collector"
+	"github.com/memlock-exporter/memlock_exporter/internal/linux"
+)
+
+// capSysPtrace is the bit of CAP_SYS_PTRACE in a capability mask.
+const capSysPtrace = 1 << 19
+
+// missingPrivileges says, once at start, what this exporter cannot read with
+// the capabilities it has, so that absent series are not a mystery.
+func missingPrivileges(cfg collector.Config, logger *slog.Logger) []string {
+	b, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		return nil
+	}
+	var s linux.Status
+	if err := linux.ParseStatus(b, &s); err != nil {
+		return nil
+	}
+	var missing []string
+	if cfg.Process.Smaps && s.CapEff&capSysPtrace == 0 {
+		missing = append(missing, "CAP_SYS_PTRACE: memlock_process_locked_resident_bytes only for processes of uid "+
+			strconv.FormatUint(uint64(s.UID), 10)+"; the others count in memlock_process_read_failures{file=\"smaps_rollup\",reason=\"permission\"}")
+	}
+	for _, m := range missing {
+		logger.Info("running without a privilege", "missing", m)
+	}
+	return missing
+}
