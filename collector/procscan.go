@@ -26,6 +26,15 @@ type processScanner struct {
 	// prlimit(2) on its pids means the same processes.
 	samePidNS bool
 	readers   sync.Pool
+	// spare keeps the scan's reader and pid list from one scrape to the
+	// next (a sync.Pool is emptied by every other GC, and a GC runs about
+	// once a scrape), so that a scrape allocates nothing per process.
+	spare chan *scanBufs
+}
+
+type scanBufs struct {
+	r    *linux.Reader
+	pids []int
 }
 
 func newProcessScanner(cfg Config, logger *slog.Logger) (*processScanner, error) {
@@ -34,6 +43,7 @@ func newProcessScanner(cfg Config, logger *slog.Logger) (*processScanner, error)
 		s.samePidNS = true
 	}
 	s.readers.New = func() any { return linux.NewReader(4096) }
+	s.spare = make(chan *scanBufs, 2)
 	return s, nil
 }
 
@@ -119,10 +129,21 @@ func (ps *processScanner) scan(ctx context.Context) *processScan {
 		return res
 	}
 	defer dir.Close()
-	r := ps.readers.Get().(*linux.Reader)
-	defer ps.readers.Put(r)
-
-	pids, err := r.Pids(dir, make([]int, 0, 1024))
+	var bufs *scanBufs
+	select {
+	case bufs = <-ps.spare:
+	default:
+		bufs = &scanBufs{r: linux.NewReader(4096), pids: make([]int, 0, 1024)}
+	}
+	defer func() {
+		select {
+		case ps.spare <- bufs:
+		default:
+		}
+	}()
+	r := bufs.r
+	pids, err := r.Pids(dir, bufs.pids[:0])
+	bufs.pids = pids
 	if err != nil {
 		res.err = err
 		return res

@@ -43,9 +43,11 @@ type Reader struct {
 	dirents []byte
 }
 
-// NewReader returns a Reader with a buffer of the given initial size.
+// NewReader returns a Reader with a buffer of the given initial size. The
+// buffer of directory entries is allocated by the first Pids call, so that
+// readers of files alone stay small.
 func NewReader(size int) *Reader {
-	return &Reader{buf: make([]byte, size), path: make([]byte, 0, 64), dirents: make([]byte, 32<<10)}
+	return &Reader{buf: make([]byte, max(size, 1)), path: make([]byte, 0, 64)}
 }
 
 // ReadPid reads the file name (e.g. "status") of process pid in dir, which
@@ -56,16 +58,30 @@ func (r *Reader) ReadPid(d *Dir, pid int, name string) ([]byte, error) {
 	r.path = append(r.path, '/')
 	r.path = append(r.path, name...)
 	r.path = append(r.path, 0)
-	return r.read(d.fd, r.path)
+	return r.read(d.fd, r.path, singleRecord(name))
+}
+
+// singleRecord reports whether the per-pid file is a seq_file of a single
+// record (single_open in fs/proc: status, limits, smaps_rollup, ...). The
+// kernel renders such a file whole and hands out all of it when the buffer
+// is large enough, so a short read is its end: the read that would return 0
+// is skipped, one syscall per process and file in a scrape. Files of many
+// records (smaps, maps, sysvipc) stop a read at a page and are read to 0.
+func singleRecord(name string) bool {
+	switch name {
+	case "status", "limits", "smaps_rollup", "stat", "statm", "cgroup":
+		return true
+	}
+	return false
 }
 
 // ReadFile reads the file at the relative path name below dir.
 func (r *Reader) ReadFile(d *Dir, name string) ([]byte, error) {
 	r.path = append(append(r.path[:0], name...), 0)
-	return r.read(d.fd, r.path)
+	return r.read(d.fd, r.path, false)
 }
 
-func (r *Reader) read(dirfd int, path []byte) ([]byte, error) {
+func (r *Reader) read(dirfd int, path []byte, single bool) ([]byte, error) {
 	fd, err := openat(dirfd, path)
 	if err != nil {
 		return nil, &pathError{op: "open", path: string(path[:len(path)-1]), err: err}
@@ -92,6 +108,9 @@ func (r *Reader) read(dirfd int, path []byte) ([]byte, error) {
 			return r.buf[:n], nil
 		}
 		n += m
+		if single && n < len(r.buf) {
+			return r.buf[:n], nil
+		}
 	}
 }
 
@@ -112,6 +131,9 @@ func openat(dirfd int, path []byte) (int, error) {
 // Pids appends the numeric entries of the procfs root dir to pids, in the
 // order the kernel lists them (ascending for /proc).
 func (r *Reader) Pids(d *Dir, pids []int) ([]int, error) {
+	if r.dirents == nil {
+		r.dirents = make([]byte, 32<<10)
+	}
 	if _, err := unix.Seek(d.fd, 0, 0); err != nil {
 		return pids, &pathError{op: "seek", path: "procfs", err: err}
 	}
