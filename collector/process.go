@@ -26,7 +26,10 @@ type processCollector struct {
 	readFailures                  *prometheus.Desc
 }
 
-var processLabels = []string{"pid", "comm", "uid"}
+// processLabels name a process: pid, comm (never the command line, which
+// may hold secrets), real uid, and the container and pod identity its
+// cgroup path gives (empty outside containers).
+var processLabels = []string{"pid", "comm", "uid", "pod_uid", "container_id", "qos_class"}
 
 func newProcessCollector(en *env) (Collector, error) {
 	d := func(name, help string, labels []string) *prometheus.Desc {
@@ -152,7 +155,17 @@ func (c *processCollector) Update(ctx context.Context, s *Scrape, ch chan<- prom
 			}
 		}
 
-		lv := []string{strconv.Itoa(p.pid), p.name, strconv.FormatUint(uint64(p.uid), 10)}
+		// A missing cgroup file (a kernel without cgroups, or the process
+		// exiting now) leaves the identity empty, uncounted.
+		id, idErr := c.identity(r, dir, p.pid)
+		if reason := classify(idErr); idErr != nil && reason != "vanished" {
+			failures[readFailure{"cgroup", reason}]++
+			if reason == "malformed" {
+				malformed = append(malformed, fmt.Errorf("pid %d: %w", p.pid, idErr))
+			}
+		}
+
+		lv := []string{strconv.Itoa(p.pid), p.name, strconv.FormatUint(uint64(p.uid), 10), id.PodUID, id.ContainerID, id.QOSClass}
 		ch <- prometheus.MustNewConstMetric(c.locked, prometheus.GaugeValue, float64(p.locked), lv...)
 		ch <- prometheus.MustNewConstMetric(c.pinned, prometheus.GaugeValue, float64(p.pinned), lv...)
 		if haveResident {
@@ -179,6 +192,21 @@ func (c *processCollector) Update(ctx context.Context, s *Scrape, ch chan<- prom
 		return fmt.Errorf("%d malformed process files: %w", len(malformed), malformed[0])
 	}
 	return nil
+}
+
+// identity reads /proc/<pid>/cgroup of a reported process for its container
+// and pod identity; it is read for reported processes only, never during
+// the scan of all of them.
+func (c *processCollector) identity(r *linux.Reader, dir *linux.Dir, pid int) (linux.CgroupIdentity, error) {
+	b, err := r.ReadPid(dir, pid, "cgroup")
+	if err != nil {
+		return linux.CgroupIdentity{}, err
+	}
+	path, err := linux.ParseProcCgroup(b)
+	if err != nil {
+		return linux.CgroupIdentity{}, err
+	}
+	return linux.ParseCgroupPath(string(path)), nil
 }
 
 func boolFloat(b bool) float64 {
