@@ -72,7 +72,7 @@ func runLocal(ctx context.Context, env *Env, m Module, res *Result, logger *slog
 		}
 	}
 	res.timed(PhaseMap, t)
-	env.runHook(PhaseMap)
+	env.runHook(PhaseMap, r.mem)
 	logger.Debug("mapped", "addr", fmt.Sprintf("%#x", r.addr()), "bytes", length, "map_seconds", res.Phases[PhaseMap].Seconds())
 
 	t = time.Now()
@@ -84,7 +84,7 @@ func runLocal(ctx context.Context, env *Env, m Module, res *Result, logger *slog
 		}
 		return res.failErrno(string(m.Mode), err, &res.Headroom)
 	}
-	env.runHook(PhaseLock)
+	env.runHook(PhaseLock, r.mem)
 	logger.Debug("locked", "lock_seconds", res.Phases[PhaseLock].Seconds(), "chunk_bytes", chunk)
 
 	n := pages
@@ -96,12 +96,12 @@ func runLocal(ctx context.Context, env *Env, m Module, res *Result, logger *slog
 	touch(r.mem, page, n, seed)
 	res.timed(PhaseTouch, t)
 	res.Touched = uint64(n * page)
-	env.runHook(PhaseTouch)
+	env.runHook(PhaseTouch, r.mem)
 
 	t = time.Now()
 	verr := env.verifyRegion(r, res, spec.x, baseline, n, seed)
 	res.timed(PhaseVerify, t)
-	env.runHook(PhaseVerify)
+	env.runHook(PhaseVerify, r.mem)
 	logger.Debug("verified", "locked_delta_bytes", res.LockedDelta, "smaps_locked_bytes", res.ResidentLocked,
 		"resident_bytes", res.Resident, "touched_bytes", res.Touched, "anon_huge_bytes", res.HugeBytes,
 		"kpageflags_checked", res.KpageflagsChecked, "kpageflags_pages", res.KpageflagsPages,
@@ -114,7 +114,7 @@ func runLocal(ctx context.Context, env *Env, m Module, res *Result, logger *slog
 		return res.fail(ReasonOther, fmt.Errorf("munlock: %w", err))
 	}
 	r.mayBeLocked = false
-	env.runHook(PhaseUnlock)
+	env.runHook(PhaseUnlock, r.mem)
 	if verr == nil {
 		t = time.Now()
 		verr = env.verifyUnlocked(baseline)
@@ -134,8 +134,8 @@ func runLocal(ctx context.Context, env *Env, m Module, res *Result, logger *slog
 	return true
 }
 
-func (e *Env) runHook(p Phase) {
+func (e *Env) runHook(p Phase, mem []byte) {
 	if e.hook != nil {
-		e.hook(p)
+		e.hook(p, mem)
 	}
 }

@@ -205,3 +205,7 @@ func TestEveryModeLocksAndVerifies(t *testing.T) {
 		})
 	}
 }
+
+func fmtSscanRange(line string, lo, hi *uint64) (int, error) {
+	return fmt.Sscanf(line, "%x-%x", lo, hi)
+}

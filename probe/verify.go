@@ -32,7 +32,7 @@ type Env struct {
 	// Exe is the binary started for the mlockall child: the exporter's own.
 	Exe string
 	// hook, when set (tests), runs after each phase of a local prober.
-	hook func(Phase)
+	hook func(Phase, []byte)
 
 	page   int
 	reader *linux.Reader

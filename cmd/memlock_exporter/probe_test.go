@@ -1,0 +1,237 @@
+package main
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/memlock-exporter/memlock_exporter/collector"
+	"github.com/memlock-exporter/memlock_exporter/probe"
+)
+
+// The mlockall probe's child is the exporter's own binary, here this test
+// binary: init runs before TestMain, as main's first line does.
+func init() {
+	if probe.IsChild() {
+		os.Exit(probe.RunChild())
+	}
+}
+
+func probeGet(t *testing.T, url string) (int, string) {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
+}
+
+func probePost(t *testing.T, url string) (int, string) {
+	t.Helper()
+	resp, err := http.Post(url, "text/plain", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
+}
+
+func probeMustContain(t *testing.T, what, body string, lines ...string) {
+	t.Helper()
+	for _, l := range lines {
+		if !strings.Contains(body, l) {
+			t.Errorf("%s lacks %q", what, l)
+		}
+	}
+}
+
+// TestProbeEndToEnd runs every mode for real through /probe and through
+// the background schedule onto /metrics, reloads the config file by POST
+// and by SIGHUP, and checks the exporter holds no locked memory after.
+func TestProbeEndToEnd(t *testing.T) {
+	dir := t.TempDir()
+	cfg := filepath.Join(dir, "probes.yml")
+	if err := os.WriteFile(cfg, []byte("modules:\n  onfault_128k:\n    mode: onfault\n    size: 128KiB\n    touch_size: 32KiB\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	var o options
+	args := []string{"--probe.enable", "--probe.interval=0", "--probe.modes=mlock,onfault,populate,mlockall",
+		"--probe.size=64KiB", "--probe.config.file=" + cfg, "--web.disable-exporter-metrics"}
+	if _, err := newApp(&o).Parse(args); err != nil {
+		t.Fatal(err)
+	}
+	if err := o.validate(); err != nil {
+		t.Fatal(err)
+	}
+	logger := slog.New(slog.DiscardHandler)
+	exp, err := collector.New(o.cfg, nil, logger)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	if o.probe.runner, err = startProbes(ctx, &o.probe, o.cfg.ProcPath, logger); err != nil {
+		t.Fatal(err)
+	}
+	defer o.probe.runner.Stop()
+	if h := probe.NewEnv("", "").Headroom(); h.Effective < 256<<10 {
+		t.Skipf("this process can lock only %d bytes", h.Effective)
+	}
+	mux, err := newMux(&o, exp, logger)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(mux)
+	defer srv.Close()
+
+	for _, m := range []string{"mlock", "onfault", "populate", "mlockall", "onfault_128k"} {
+		code, body := probeGet(t, srv.URL+"/probe?module="+m)
+		if code != 200 {
+			t.Fatalf("/probe?module=%s: %d %s", m, code, body)
+		}
+		probeMustContain(t, "/probe?module="+m, body, "probe_success 1", `probe_memlock_phase_duration_seconds{phase="lock"}`,
+			`probe_memlock_failed_due_to{reason="verification"} 0`, `probe_memlock_headroom_bytes{constraint="effective"}`)
+	}
+	_, body := probeGet(t, srv.URL+"/probe?module=onfault_128k")
+	probeMustContain(t, "onfault_128k", body, "probe_memlock_bytes 131072", "probe_memlock_locked_delta_bytes 131072",
+		"probe_memlock_resident_locked_bytes 32768", "probe_memlock_touched_bytes 32768")
+	_, body = probeGet(t, srv.URL+"/probe?module=mlock&debug=true")
+	probeMustContain(t, "debug=true", body, "Logs for the probe:", "probe succeeded", "msg=verified", "Metrics that would have been returned:", "probe_success 1")
+	if code, _ := probeGet(t, srv.URL+"/probe"); code != http.StatusBadRequest {
+		t.Errorf("/probe without module: %d", code)
+	}
+	if code, _ := probeGet(t, srv.URL+"/probe?module=nope"); code != http.StatusBadRequest {
+		t.Errorf("/probe?module=nope: %d", code)
+	}
+
+	o.probe.runner.RunScheduled(ctx)
+	_, body = probeGet(t, srv.URL+"/metrics")
+	for _, m := range []string{"mlock", "onfault", "populate", "mlockall"} {
+		probeMustContain(t, "/metrics", body,
+			`memlock_probe_success{mode="`+m+`"} 1`,
+			`memlock_probe_runs_total{mode="`+m+`"} 1`,
+			`memlock_probe_bytes{mode="`+m+`"} 65536`,
+			`memlock_probe_failures_total{mode="`+m+`",reason="eperm"} 0`,
+			`memlock_probe_phase_duration_seconds_count{mode="`+m+`",phase="lock"} 1`,
+			`memlock_probe_duration_seconds_count{mode="`+m+`"} 1`,
+			`memlock_probe_seconds_per_page{mode="`+m+`"}`,
+			`memlock_probe_last_run_timestamp_seconds{mode="`+m+`"}`)
+	}
+	probeMustContain(t, "/metrics", body, `memlock_probe_phase_duration_seconds_bucket{mode="mlock",phase="lock",le="1e-06"}`,
+		`memlock_probe_headroom_bytes{constraint="effective"}`, `memlock_probe_headroom_bytes{constraint="rlimit"}`,
+		`memlock_probe_headroom_bytes{constraint="memory_available"}`, "memlock_exporter_limit_soft_bytes",
+		"memlock_exporter_limit_hard_bytes", "memlock_exporter_cap_ipc_lock", "memlock_exporter_locked_bytes 0",
+		"memlock_probe_config_last_reload_successful 1")
+
+	// The runner's metrics pass the linter, and the histograms are native too.
+	if problems, err := testutil.CollectAndLint(o.probe.runner); err != nil || len(problems) > 0 {
+		t.Errorf("lint: %v %v", problems, err)
+	}
+	reg := prometheus.NewPedanticRegistry()
+	reg.MustRegister(o.probe.runner)
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	native := false
+	for _, mf := range mfs {
+		if mf.GetName() == "memlock_probe_phase_duration_seconds" {
+			for _, m := range mf.GetMetric() {
+				h := m.GetHistogram()
+				native = native || (h.Schema != nil && h.GetSampleCount() > 0 && len(h.GetPositiveSpan()) > 0)
+			}
+		}
+	}
+	if !native {
+		t.Error("memlock_probe_phase_duration_seconds has no native histogram buckets")
+	}
+
+	// Reload by POST: a bad file keeps the modules in use.
+	if err := os.WriteFile(cfg, []byte("modules:\n  mlock_8k:\n    mode: mlock\n    size: 8KiB\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if code, body := probePost(t, srv.URL+"/-/reload"); code != 200 {
+		t.Fatalf("reload: %d %s", code, body)
+	}
+	if _, body := probeGet(t, srv.URL+"/probe?module=mlock_8k"); !strings.Contains(body, "probe_success 1") {
+		t.Errorf("reloaded module: %s", body)
+	}
+	if err := os.WriteFile(cfg, []byte("modules:\n  broken:\n    mode: nope\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if code, _ := probePost(t, srv.URL+"/-/reload"); code != http.StatusInternalServerError {
+		t.Errorf("bad reload: %d, want 500", code)
+	}
+	if code, _ := probeGet(t, srv.URL+"/-/reload"); code != http.StatusMethodNotAllowed {
+		t.Errorf("GET /-/reload: %d, want 405", code)
+	}
+	if _, ok := o.probe.runner.Module("mlock_8k"); !ok {
+		t.Error("a failed reload dropped the modules in use")
+	}
+	_, body = probeGet(t, srv.URL+"/metrics")
+	probeMustContain(t, "/metrics", body, "memlock_probe_config_last_reload_successful 0")
+
+	// Reload by SIGHUP (startProbes handles it).
+	if err := os.WriteFile(cfg, []byte("modules:\n  by_hup:\n    mode: populate\n    size: 8KiB\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := syscall.Kill(os.Getpid(), syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		if _, ok := o.probe.runner.Module("by_hup"); ok {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("SIGHUP did not reload the probe config")
+		}
+	}
+
+	st, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(st), "VmLck:\t       0 kB") {
+		t.Errorf("the exporter holds locked memory after its probes:\n%s", st)
+	}
+}
+
+// Bad --probe.* values exit 2 with a message that names the flag.
+func TestProbeBadFlags(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		flag string
+	}{
+		{[]string{"--probe.size=lots"}, "probe.size"},
+		{[]string{"--probe.max-bytes=12parsecs"}, "probe.max-bytes"},
+		{[]string{"--probe.enable", "--probe.modes=mlock,mlockx"}, "--probe.modes"},
+		{[]string{"--probe.enable", "--probe.modes=mlock,mlock"}, "--probe.modes"},
+		{[]string{"--probe.size=1GiB"}, "--probe.max-bytes"},
+		{[]string{"--probe.max-bytes=1"}, "--probe.max-bytes"},
+		{[]string{"--probe.interval=-1s"}, "--probe.interval"},
+		{[]string{"--probe.timeout=0s"}, "--probe.timeout"},
+		{[]string{"--probe.config.file=/nonexistent/probes.yml"}, "--probe.config.file"},
+	} {
+		var stderr strings.Builder
+		if code := run(tc.args, &stderr); code != 2 {
+			t.Errorf("%v: exit %d, want 2 (%s)", tc.args, code, stderr.String())
+		}
+		if !strings.Contains(stderr.String(), tc.flag) {
+			t.Errorf("%v: message %q does not name %s", tc.args, stderr.String(), tc.flag)
+		}
+	}
+}

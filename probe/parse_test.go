@@ -1,0 +1,231 @@
+package probe
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+	"testing"
+)
+
+func readTestdata(t testing.TB, name string) []byte {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join("testdata", name))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+func TestParseProcCgroup(t *testing.T) {
+	ref, err := parseProcCgroup(readTestdata(t, "cgroup_v1_hybrid.txt"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ref.v2 || ref.path != "/process_api/c31df64abe72c8890ec77b178c827f6e" {
+		t.Errorf("hybrid host: got %+v", ref)
+	}
+	ref, err = parseProcCgroup([]byte("0::/system.slice/memlock_exporter.service\n"))
+	if err != nil || !ref.v2 || ref.path != "/system.slice/memlock_exporter.service" {
+		t.Errorf("v2: got %+v, %v", ref, err)
+	}
+	for _, bad := range []string{"", "garbage\n", "4:memory\n", "4:memory:relative\n", "1:cpu:/\n"} {
+		if _, err := parseProcCgroup([]byte(bad)); !errors.Is(err, errMalformed) {
+			t.Errorf("%q: err %v, want errMalformed", bad, err)
+		}
+	}
+}
+
+func TestParseMountinfoCgroup(t *testing.T) {
+	b := readTestdata(t, "mountinfo_hybrid.txt")
+	m, err := parseMountinfoCgroup(b, false)
+	if err != nil || m.mountpoint != "/sys/fs/cgroup/memory" || m.root != "/" {
+		t.Errorf("v1: got %+v, %v", m, err)
+	}
+	m, err = parseMountinfoCgroup(b, true)
+	if err != nil || m.mountpoint != "/sys/fs/cgroup/unified" {
+		t.Errorf("v2: got %+v, %v", m, err)
+	}
+	m, err = parseMountinfoCgroup([]byte(`30 20 0:26 /kubepods/pod1 /sys/fs/cgroup\040x rw - cgroup2 cgroup2 rw`+"\n"), true)
+	if err != nil || m.mountpoint != "/sys/fs/cgroup x" || m.root != "/kubepods/pod1" {
+		t.Errorf("escaped: got %+v, %v", m, err)
+	}
+}
+
+func TestCgroupDir(t *testing.T) {
+	for _, tc := range []struct {
+		path, root, mnt, want string
+		ok                    bool
+	}{
+		{"/a/b", "/", "/sys/fs/cgroup/memory", "/sys/fs/cgroup/memory/a/b", true},
+		{"/", "/", "/sys/fs/cgroup", "/sys/fs/cgroup", true},
+		{"/kubepods/pod1/c", "/kubepods/pod1", "/sys/fs/cgroup", "/sys/fs/cgroup/c", true},
+		{"/other", "/kubepods", "/sys/fs/cgroup", "", false},
+		{"/a/../../etc", "/", "/sys/fs/cgroup", "", false},
+	} {
+		got, ok := cgroupDir(cgroupRef{path: tc.path}, cgroupMount{root: tc.root, mountpoint: tc.mnt})
+		if got != tc.want || ok != tc.ok {
+			t.Errorf("cgroupDir(%q, %q, %q) = %q, %t", tc.path, tc.root, tc.mnt, got, ok)
+		}
+	}
+}
+
+func TestParseCgroupValueAndMeminfo(t *testing.T) {
+	if v, err := parseCgroupValue(readTestdata(t, "memory.limit_in_bytes")); err != nil || v != unlimited {
+		t.Errorf("v1 no limit: %d, %v", v, err)
+	}
+	if v, err := parseCgroupValue([]byte("max\n")); err != nil || v != unlimited {
+		t.Errorf("max: %d, %v", v, err)
+	}
+	if v, err := parseCgroupValue([]byte("268435456\n")); err != nil || v != 256<<20 {
+		t.Errorf("256 MiB: %d, %v", v, err)
+	}
+	if _, err := parseCgroupValue([]byte("-1")); !errors.Is(err, errMalformed) {
+		t.Errorf("-1: %v", err)
+	}
+	if v, err := parseMemAvailable(readTestdata(t, "meminfo.txt")); err != nil || v == 0 || v%1024 != 0 {
+		t.Errorf("MemAvailable: %d, %v", v, err)
+	}
+	if _, err := parseMemAvailable([]byte("MemAvailable: 12 MB\n")); !errors.Is(err, errMalformed) {
+		t.Errorf("bad unit: %v", err)
+	}
+}
+
+// cgroupHeadroomAt takes the least limit minus usage over the ancestors.
+func TestCgroupHeadroomAt(t *testing.T) {
+	root := t.TempDir()
+	leaf := filepath.Join(root, "kubepods", "pod")
+	if err := os.MkdirAll(leaf, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	write := func(dir, name, v string) {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(v+"\n"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// v2: the leaf has no limit, its parent 100 MiB with 40 MiB used.
+	write(leaf, "memory.max", "max")
+	write(leaf, "memory.current", "1048576")
+	write(filepath.Dir(leaf), "memory.max", "104857600")
+	write(filepath.Dir(leaf), "memory.current", "41943040")
+	if v, ok := cgroupHeadroomAt(leaf, root, true); !ok || v != 60<<20 {
+		t.Errorf("v2: %d, %t; want %d", v, ok, 60<<20)
+	}
+	// v1: the leaf's own limit binds, and usage over the limit is 0.
+	write(leaf, "memory.limit_in_bytes", "8388608")
+	write(leaf, "memory.usage_in_bytes", "9000000")
+	if v, ok := cgroupHeadroomAt(leaf, root, false); !ok || v != 0 {
+		t.Errorf("v1 over limit: %d, %t; want 0", v, ok)
+	}
+	if _, ok := cgroupHeadroomAt(filepath.Join(root, "absent"), root, false); ok {
+		t.Error("a cgroup without files must be unknown")
+	}
+}
+
+func TestParseSize(t *testing.T) {
+	for in, want := range map[string]Bytes{"4096": 4096, "32KiB": 32 << 10, "1MiB": 1 << 20, "2 M": 2 << 20, "1GiB": 1 << 30, "auto": 0, "8k": 8 << 10} {
+		if got, err := ParseSize(in); err != nil || got != want {
+			t.Errorf("ParseSize(%q) = %d, %v; want %d", in, got, err, want)
+		}
+	}
+	for _, bad := range []string{"", "MiB", "12 parsecs", "-1", "99999999999999999999", "17179869184GiB"} {
+		if _, err := ParseSize(bad); !errors.Is(err, errMalformed) {
+			t.Errorf("ParseSize(%q): err %v, want errMalformed", bad, err)
+		}
+	}
+}
+
+func TestParseConfig(t *testing.T) {
+	c, err := ParseConfig(readTestdata(t, "config.yml"), 64<<20)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m := c.Modules["onfault_1m"]; m.Mode != ModeOnfault || m.Size != 1<<20 || m.TouchSize != 256<<10 {
+		t.Errorf("onfault_1m: %+v", m)
+	}
+	if m := c.Modules["mlockall_populate"]; m.mlockallOnFault() || mlockallFlags(m) != 3 {
+		t.Errorf("mlockall_populate: onfault %t flags %d", m.mlockallOnFault(), mlockallFlags(m))
+	}
+	if _, err := ParseConfig(readTestdata(t, "config.yml"), 1<<20); err == nil {
+		t.Error("a module over the byte budget must be refused")
+	}
+	for _, bad := range []string{
+		"modules:\n  x:\n    mode: mlockx\n",
+		"modules:\n  x:\n    mode: mlock\n    sise: 1MiB\n",
+		"modules:\n  x:\n    mode: populate\n    hugepages: true\n",
+		"modules:\n  x:\n    mode: mlock\n    onfault: true\n",
+		"modules:\n  x:\n    mode: mlock\n    size: lots\n",
+	} {
+		if _, err := ParseConfig([]byte(bad), 64<<20); err == nil {
+			t.Errorf("%q: no error", bad)
+		}
+	}
+}
+
+func FuzzParseProcCgroup(f *testing.F) {
+	f.Add(readTestdata(f, "cgroup_v1_hybrid.txt"))
+	f.Add([]byte("0::/system.slice/x.service\n"))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		ref, err := parseProcCgroup(b)
+		if err != nil && !errors.Is(err, errMalformed) {
+			t.Fatal(err)
+		}
+		if err == nil && (len(ref.path) == 0 || ref.path[0] != '/') {
+			t.Fatalf("path %q", ref.path)
+		}
+	})
+}
+
+func FuzzParseMountinfoCgroup(f *testing.F) {
+	f.Add(readTestdata(f, "mountinfo_hybrid.txt"), false)
+	f.Add(readTestdata(f, "mountinfo_hybrid.txt"), true)
+	f.Fuzz(func(t *testing.T, b []byte, v2 bool) {
+		if _, err := parseMountinfoCgroup(b, v2); err != nil && !errors.Is(err, errMalformed) {
+			t.Fatal(err)
+		}
+	})
+}
+
+func FuzzParseCgroupValue(f *testing.F) {
+	f.Add(readTestdata(f, "memory.limit_in_bytes"))
+	f.Add([]byte("max\n"))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		if _, err := parseCgroupValue(b); err != nil && !errors.Is(err, errMalformed) {
+			t.Fatal(err)
+		}
+	})
+}
+
+func FuzzParseMemAvailable(f *testing.F) {
+	f.Add(readTestdata(f, "meminfo.txt"))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		if _, err := parseMemAvailable(b); err != nil && !errors.Is(err, errMalformed) {
+			t.Fatal(err)
+		}
+	})
+}
+
+func FuzzParseSizeUnits(f *testing.F) {
+	for _, s := range []string{"32KiB", "1MiB", "4096", "auto", "2 G"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		if _, err := ParseSize(s); err != nil && !errors.Is(err, errMalformed) {
+			t.Fatal(err)
+		}
+	})
+}
+
+func FuzzParseConfigTestdata(f *testing.F) {
+	f.Add(readTestdata(f, "config.yml"))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		c, err := ParseConfig(b, 64<<20)
+		if err != nil {
+			return
+		}
+		for name, m := range c.Modules {
+			if err := m.Validate(64 << 20); err != nil {
+				t.Fatalf("module %q passed parsing but not validation: %v", name, err)
+			}
+		}
+	})
+}
