@@ -12,7 +12,7 @@ STATICCHECK_VERSION := v0.8.2
 # Extra flags for `make run`, e.g. make run ARGS="--log.level=debug".
 ARGS      ?=
 
-.PHONY: all build run test unit vet lint fmt clean
+.PHONY: all build run test unit vet lint fmt clean fuzz fuzz-short soak
 
 all: lint test build
 
@@ -24,13 +24,34 @@ run: build
 
 # test runs every test: vet, the unit, golden, fuzz-seed and real-kernel tests
 # with the race detector. CI runs exactly this (.ci/run).
-test: vet unit
+test: vet unit fuzz-short
 
 vet:
 	$(GO) vet ./...
 
 unit:
 	$(GO) test -race -count=1 ./...
+
+# fuzz runs every Fuzz* target of every package for FUZZTIME each, one at a
+# time (go test -fuzz takes one target per run). Crashers land in the
+# package's testdata/fuzz/<FuzzName>/ and become regression seeds.
+FUZZTIME       ?= 30s
+FUZZTIME_SHORT ?= 3s
+define run_fuzz
+	@set -e; list=$$($(GO) test -list '^Fuzz' ./...); \
+	echo "$$list" | awk '/^Fuzz/ { f[n++] = $$1; next } /^ok / { for (i = 0; i < n; i++) print $$2, f[i]; n = 0 }' | \
+	while read pkg f; do \
+	  echo "fuzz $$pkg $$f for $(1)"; \
+	  $(GO) test -run '^$$' -fuzz "^$$f$$" -fuzztime $(1) $$pkg </dev/null || exit 1; \
+	done
+endef
+
+fuzz:
+	$(call run_fuzz,$(FUZZTIME))
+
+# fuzz-short is the brief pass make test (and so CI) runs.
+fuzz-short:
+	$(call run_fuzz,$(FUZZTIME_SHORT))
 
 lint:
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); echo "gofmt: files above need formatting"; exit 1; }
