@@ -243,7 +243,8 @@ func join(rel, name string) string {
 
 func (w *cgroupWalk) report(rel, cg string, unevictable uint64) {
 	id := linux.ParseCgroupPath(cg)
-	lv := []string{cg, id.PodUID, id.ContainerID, id.QOSClass}
+	// A directory name need not be UTF-8; a label value must.
+	lv := []string{strings.ToValidUTF8(cg, "\uFFFD"), id.PodUID, id.ContainerID, id.QOSClass}
 	w.ch <- prometheus.MustNewConstMetric(w.c.unevictable, prometheus.GaugeValue, float64(unevictable), lv...)
 	w.reported++
 

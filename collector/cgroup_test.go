@@ -213,3 +213,19 @@ func TestCgroupMayMatchBelow(t *testing.T) {
 		t.Error("no include matched below /")
 	}
 }
+
+func TestCgroupNonUTF8Name(t *testing.T) {
+	cfg := cgroupTreeConfig("cgroupv2")
+	cfg.SysPath = copyTree(t, cfg.SysPath)
+	bad := filepath.Join(cfg.SysPath, "fs", "cgroup", "system.slice", "bad\xffname")
+	if err := os.Mkdir(bad, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(bad, "memory.stat"), []byte("unevictable 4096\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out := scrapeText(t, cfg, "cgroup")
+	if !strings.Contains(out, "memlock_cgroup_unevictable_bytes{cgroup=\"/system.slice/bad\uFFFDname\"") {
+		t.Errorf("non-UTF-8 cgroup name not reported with a replacement character:\n%s", out)
+	}
+}
