@@ -198,7 +198,7 @@ func TestMalformedFileFailsOnlyItsCollector(t *testing.T) {
 		`memlock_scrape_collector_success{collector="user"} 1`,
 		`memlock_scrape_collector_success{collector="sysvipc"} 1`,
 		`memlock_system_mlocked_bytes 9.453568e+06`, // meminfo was read before vmstat failed
-		`memlock_process_locked_bytes{comm="java",pid="100",uid="1000"} 1.073741824e+09`,
+		`memlock_process_locked_bytes{comm="java",container_id="",pid="100",pod_uid="",qos_class="",uid="1000"} 1.073741824e+09`,
 		`memlock_process_read_failures{file="status",reason="malformed"} 1`,
 	} {
 		if !strings.Contains(out, want) {
