@@ -52,6 +52,9 @@ type Runner struct {
 	scrapeMu  sync.Mutex
 	scrapeEnv *Env // for headroom at scrape time, apart from env
 
+	curMu     sync.Mutex
+	curCancel context.CancelFunc // the probe holding sem, cancelled by Stop at once
+
 	stopCtx context.Context // cancelled by Stop: ends every probe
 	stop    context.CancelFunc
 	cancel  context.CancelFunc
@@ -141,6 +144,14 @@ func (r *Runner) Probe(ctx context.Context, name string, m Module, logger *slog.
 	select {
 	case r.sem <- struct{}{}:
 		defer func() { <-r.sem }()
+		r.curMu.Lock()
+		r.curCancel = cancel
+		r.curMu.Unlock()
+		defer func() {
+			r.curMu.Lock()
+			r.curCancel = nil
+			r.curMu.Unlock()
+		}()
 	case <-ctx.Done():
 		res.fail(ReasonTimeout, fmt.Errorf("waiting for the probe in progress: %w", ctx.Err()))
 		res.Duration = time.Since(start)
@@ -230,6 +241,11 @@ func (r *Runner) Start(ctx context.Context) {
 // Stop cancels the schedule and any probe in progress, and returns once
 // its region is released.
 func (r *Runner) Stop() {
+	r.curMu.Lock()
+	if r.curCancel != nil {
+		r.curCancel() // synchronously: its next deadline check sees it
+	}
+	r.curMu.Unlock()
 	r.stop()
 	if r.cancel != nil {
 		r.cancel()
