@@ -24,7 +24,7 @@ run: build
 
 # test runs every test: vet, the unit, golden, fuzz-seed and real-kernel tests
 # with the race detector. CI runs exactly this (.ci/run).
-test: vet unit fuzz-short
+test: vet unit fuzz-short test-deploy
 
 vet:
 	$(GO) vet ./...
@@ -68,3 +68,28 @@ clean:
 # pages (docs/probes.md records the numbers).
 bench-probe:
 	$(GO) test -run '^$$' -bench BenchmarkLockOverhead -benchtime 200x -count 5 ./probe/
+
+# tools/ is a module of its own, so the root go.mod stays lean: promtool,
+# kustomize and the deploy/dashboard/Dockerfile tests with their heavy
+# dependencies. Binaries are cached in tools/bin (rebuilt when tools/go.mod
+# or go.sum change).
+PROMTOOL  := tools/bin/promtool
+KUSTOMIZE := tools/bin/kustomize
+
+.PHONY: tools test-deploy
+tools: $(PROMTOOL) $(KUSTOMIZE)
+
+$(PROMTOOL): tools/go.mod tools/go.sum
+	cd tools && $(GO) build -o bin/promtool github.com/prometheus/prometheus/cmd/promtool
+
+$(KUSTOMIZE): tools/go.mod tools/go.sum
+	cd tools && $(GO) build -o bin/kustomize sigs.k8s.io/kustomize/kustomize/v5
+
+# test-deploy checks and unit-tests the alerting and recording rules, then
+# runs the tools module's tests: strict decoding of the rendered kustomize
+# objects, dashboard and rule queries against the metrics the exporter
+# emits, the Dockerfile and the systemd unit.
+test-deploy: tools
+	$(PROMTOOL) check rules deploy/prometheus/rules.yml deploy/prometheus/alerts.yml
+	$(PROMTOOL) test rules deploy/prometheus/tests/*.yml
+	cd tools && $(GO) vet ./... && $(GO) test -count=1 ./...
