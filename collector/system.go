@@ -60,6 +60,11 @@ func (c *systemCollector) Describe(ch chan<- *prometheus.Desc) {
 }
 
 func (c *systemCollector) Update(ctx context.Context, _ *Scrape, ch chan<- prometheus.Metric) error {
+	// procfs reads meminfo by path, following links and waiting on a
+	// FIFO: the file is checked (and its size bounded) first.
+	if _, err := readRegular(filepath.Join(c.procPath, "meminfo"), linux.MaxFileSize); err != nil {
+		return fmt.Errorf("meminfo: %w", err)
+	}
 	mi, err := c.fs.Meminfo()
 	if err != nil {
 		return fmt.Errorf("meminfo: %w", err)
@@ -71,7 +76,7 @@ func (c *systemCollector) Update(ctx context.Context, _ *Scrape, ch chan<- prome
 	ch <- prometheus.MustNewConstMetric(c.mlocked, prometheus.GaugeValue, float64(*mi.MlockedBytes))
 	ch <- prometheus.MustNewConstMetric(c.unevictable, prometheus.GaugeValue, float64(*mi.UnevictableBytes))
 
-	b, err := os.ReadFile(filepath.Join(c.procPath, "vmstat"))
+	b, err := readRegular(filepath.Join(c.procPath, "vmstat"), linux.MaxFileSize)
 	if err != nil {
 		return err
 	}
@@ -95,7 +100,7 @@ func (c *systemCollector) updateNodes(ch chan<- prometheus.Metric) error {
 		return err
 	}
 	for _, dir := range nodes {
-		b, err := os.ReadFile(filepath.Join(dir, "meminfo"))
+		b, err := readRegular(filepath.Join(dir, "meminfo"), linux.MaxFileSize)
 		if os.IsNotExist(err) {
 			continue
 		}

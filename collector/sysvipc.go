@@ -34,13 +34,17 @@ func (c *sysvipcCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- c.segments
 }
 
+// maxShmFileSize bounds /proc/sysvipc/shm: a line is about 200 bytes and
+// kernel.shmmni is at most 32768 segments (6.5 MiB).
+const maxShmFileSize = 16 << 20
+
 type shmTotal struct {
 	bytes    uint64
 	segments int
 }
 
 func (c *sysvipcCollector) Update(_ context.Context, _ *Scrape, ch chan<- prometheus.Metric) error {
-	b, err := os.ReadFile(c.path)
+	b, err := readRegular(c.path, maxShmFileSize)
 	if os.IsNotExist(err) {
 		return nil // a kernel without CONFIG_SYSVIPC
 	}
