@@ -114,10 +114,13 @@ func (r *Reader) read(dirfd int, path []byte, single bool) ([]byte, error) {
 	}
 }
 
+// openat opens with O_NOFOLLOW, so a link (to /dev/zero, say) is refused,
+// and O_NONBLOCK, so a FIFO in place of a file does not block the open
+// until a writer comes (reads of procfs and sysfs files are unaffected).
 func openat(dirfd int, path []byte) (int, error) {
 	for {
 		fd, _, errno := unix.Syscall6(unix.SYS_OPENAT, uintptr(dirfd), uintptr(unsafe.Pointer(&path[0])),
-			uintptr(unix.O_RDONLY|unix.O_CLOEXEC|unix.O_NOFOLLOW), 0, 0, 0)
+			uintptr(unix.O_RDONLY|unix.O_CLOEXEC|unix.O_NOFOLLOW|unix.O_NONBLOCK), 0, 0, 0)
 		if errno == unix.EINTR {
 			continue
 		}
