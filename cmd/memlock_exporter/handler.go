@@ -20,15 +20,16 @@ import (
 type metricsHandler struct {
 	exp             *collector.Exporter
 	exporterMetrics *prometheus.Registry // nil when disabled
+	extra           prometheus.Gatherers // e.g. the probes' registry
 	inflight        chan struct{}        // nil when unlimited
 	defaultTimeout  time.Duration
 	timeoutOffset   time.Duration
 	logger          *slog.Logger
 }
 
-func newMetricsHandler(exp *collector.Exporter, exporterMetrics *prometheus.Registry, maxRequests int,
-	defaultTimeout, timeoutOffset time.Duration, logger *slog.Logger) http.Handler {
-	h := &metricsHandler{exp: exp, exporterMetrics: exporterMetrics, defaultTimeout: defaultTimeout,
+func newMetricsHandler(exp *collector.Exporter, exporterMetrics *prometheus.Registry, extra prometheus.Gatherers,
+	maxRequests int, defaultTimeout, timeoutOffset time.Duration, logger *slog.Logger) http.Handler {
+	h := &metricsHandler{exp: exp, exporterMetrics: exporterMetrics, extra: extra, defaultTimeout: defaultTimeout,
 		timeoutOffset: timeoutOffset, logger: logger}
 	if maxRequests > 0 {
 		h.inflight = make(chan struct{}, maxRequests)
@@ -78,7 +79,7 @@ func (h *metricsHandler) serve(w http.ResponseWriter, r *http.Request) {
 	}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(bound, versioncollector.NewCollector("memlock_exporter"))
-	gatherers := prometheus.Gatherers{reg}
+	gatherers := append(prometheus.Gatherers{reg}, h.extra...)
 	if h.exporterMetrics != nil {
 		gatherers = append(gatherers, h.exporterMetrics)
 	}

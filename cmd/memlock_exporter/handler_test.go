@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
@@ -39,7 +40,7 @@ func testHandler(t *testing.T, exporterMetrics *prometheus.Registry) http.Handle
 	if err != nil {
 		t.Fatal(err)
 	}
-	return newMetricsHandler(exp, exporterMetrics, 0, time.Second, 0, slog.New(slog.DiscardHandler))
+	return newMetricsHandler(exp, exporterMetrics, nil, 0, time.Second, 0, slog.New(slog.DiscardHandler))
 }
 
 func get(h http.Handler, target string) *httptest.ResponseRecorder {
@@ -124,5 +125,41 @@ func TestMuxHasNoPprofUnlessAsked(t *testing.T) {
 				t.Errorf("%s: status %d", path, c)
 			}
 		}
+	}
+}
+
+// TestDisableExporterMetricsWithProbes: probe metrics are the exporter's
+// product, not its own instrumentation, and stay when the latter is off.
+func TestDisableExporterMetricsWithProbes(t *testing.T) {
+	var o options
+	app := newApp(&o)
+	if _, err := app.Parse([]string{"--web.disable-exporter-metrics", "--probe.enable", "--probe.interval=0"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := o.validate(); err != nil {
+		t.Fatal(err)
+	}
+	logger := slog.New(slog.DiscardHandler)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var err error
+	if o.probe.runner, err = startProbes(ctx, &o.probe, o.cfg.ProcPath, logger); err != nil {
+		t.Fatal(err)
+	}
+	defer o.probe.runner.Stop()
+	exp, err := collector.New(o.cfg, []string{"system"}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mux, err := newMux(&o, exp, logger)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body := get(mux, "/metrics").Body.String()
+	if !strings.Contains(body, "memlock_probe_headroom_bytes") {
+		t.Errorf("probe metrics missing:\n%s", body)
+	}
+	if strings.Contains(body, "promhttp_") || strings.Contains(body, "go_goroutines") {
+		t.Errorf("exporter metrics present despite --web.disable-exporter-metrics:\n%s", body)
 	}
 }

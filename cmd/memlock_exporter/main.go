@@ -250,15 +250,15 @@ func newMux(o *options, exp *collector.Exporter, logger *slog.Logger) (*http.Ser
 		exporterMetrics = prometheus.NewRegistry()
 		exporterMetrics.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	}
+	// Probe metrics have a registry of their own, so that
+	// --web.disable-exporter-metrics leaves out exactly the exporter's own.
+	var extra prometheus.Gatherers
 	if o.probe.runner != nil {
-		// Probe metrics ride with the exporter's own, which then exist even
-		// with --web.disable-exporter-metrics (holding promhttp_* only).
-		if exporterMetrics == nil {
-			exporterMetrics = prometheus.NewRegistry()
-		}
-		registerProbes(mux, o, exporterMetrics, logger)
+		probeMetrics := prometheus.NewRegistry()
+		registerProbes(mux, o, probeMetrics, logger)
+		extra = append(extra, probeMetrics)
 	}
-	mux.Handle(o.metricsPath, newMetricsHandler(exp, exporterMetrics, o.maxRequests, o.scrapeTimeout, o.timeoutOffset, logger))
+	mux.Handle(o.metricsPath, newMetricsHandler(exp, exporterMetrics, extra, o.maxRequests, o.scrapeTimeout, o.timeoutOffset, logger))
 	mux.HandleFunc("/-/healthy", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "Healthy") })
 	mux.HandleFunc("/-/ready", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "Ready") })
 	if o.enablePprof {
