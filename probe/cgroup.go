@@ -2,22 +2,20 @@ package probe
 
 import (
 	"bytes"
-	"errors"
 	"fmt"
 	"math"
 	"strconv"
 	"strings"
+
+	"github.com/memlock-exporter/memlock_exporter/internal/linux"
 )
 
-// errMalformed is wrapped by every parse error in this package.
-var errMalformed = errors.New("malformed")
+// errMalformed is wrapped by every parse error in this package: the same
+// sentinel as internal/linux's parsers, which this package reuses.
+var errMalformed = linux.ErrMalformed
 
 // unlimited stands for "no limit" in Headroom.
 const unlimited = math.MaxUint64
-
-// v1Unlimited: cgroup v1 prints "no limit" as PAGE_COUNTER_MAX pages
-// (9223372036854771712 with 4 KiB pages); anything this large is no limit.
-const v1Unlimited = 1 << 62
 
 // cgroupRef is the process's memory cgroup as /proc/self/cgroup names it.
 type cgroupRef struct {
@@ -28,39 +26,15 @@ type cgroupRef struct {
 // parseProcCgroup finds the memory cgroup in /proc/<pid>/cgroup: the v1
 // line whose controllers include "memory", else the v2 line "0::PATH".
 func parseProcCgroup(b []byte) (cgroupRef, error) {
-	var v2 *cgroupRef
-	for len(b) > 0 {
-		var line []byte
-		if i := bytes.IndexByte(b, '\n'); i >= 0 {
-			line, b = b[:i], b[i+1:]
-		} else {
-			line, b = b, nil
-		}
-		if len(line) == 0 {
-			continue
-		}
-		id, rest, ok := bytes.Cut(line, []byte(":"))
-		if !ok {
-			return cgroupRef{}, fmt.Errorf("cgroup: %w: line %q", errMalformed, line)
-		}
-		ctrls, path, ok := bytes.Cut(rest, []byte(":"))
-		if !ok || len(path) == 0 || path[0] != '/' {
-			return cgroupRef{}, fmt.Errorf("cgroup: %w: line %q", errMalformed, line)
-		}
-		if string(id) == "0" && len(ctrls) == 0 {
-			v2 = &cgroupRef{path: string(path), v2: true}
-			continue
-		}
-		for _, c := range bytes.Split(ctrls, []byte(",")) {
-			if string(c) == "memory" {
-				return cgroupRef{path: string(path)}, nil
-			}
-		}
+	c, err := linux.ParseProcCgroupLines(b)
+	if err != nil {
+		return cgroupRef{}, err
 	}
-	if v2 != nil {
-		return *v2, nil
+	path, v2, ok := c.MemoryCgroup()
+	if !ok {
+		return cgroupRef{}, fmt.Errorf("cgroup: %w: no memory controller and no unified line", errMalformed)
 	}
-	return cgroupRef{}, fmt.Errorf("cgroup: %w: no memory controller and no unified line", errMalformed)
+	return cgroupRef{path: string(path), v2: v2}, nil
 }
 
 // cgroupMount is where a cgroup hierarchy is mounted.
@@ -149,15 +123,11 @@ func cgroupDir(ref cgroupRef, m cgroupMount) (string, bool) {
 // memory.current, memory.limit_in_bytes, memory.usage_in_bytes). "max" and
 // v1's huge "no limit" value are unlimited.
 func parseCgroupValue(b []byte) (uint64, error) {
-	b = bytes.TrimSpace(b)
-	if string(b) == "max" {
-		return unlimited, nil
-	}
-	v, err := strconv.ParseUint(string(b), 10, 64)
+	v, err := linux.ParseCgroupMemoryValue(b)
 	if err != nil {
-		return 0, fmt.Errorf("cgroup value: %w: %q", errMalformed, b)
+		return 0, err
 	}
-	if v >= v1Unlimited {
+	if linux.CgroupV1Unlimited(v) {
 		return unlimited, nil
 	}
 	return v, nil

@@ -161,35 +161,11 @@ func TestParseConfig(t *testing.T) {
 	}
 }
 
-func FuzzParseProcCgroup(f *testing.F) {
-	f.Add(readTestdata(f, "cgroup_v1_hybrid.txt"))
-	f.Add([]byte("0::/system.slice/x.service\n"))
-	f.Fuzz(func(t *testing.T, b []byte) {
-		ref, err := parseProcCgroup(b)
-		if err != nil && !errors.Is(err, errMalformed) {
-			t.Fatal(err)
-		}
-		if err == nil && (len(ref.path) == 0 || ref.path[0] != '/') {
-			t.Fatalf("path %q", ref.path)
-		}
-	})
-}
-
 func FuzzParseMountinfoCgroup(f *testing.F) {
 	f.Add(readTestdata(f, "mountinfo_hybrid.txt"), false)
 	f.Add(readTestdata(f, "mountinfo_hybrid.txt"), true)
 	f.Fuzz(func(t *testing.T, b []byte, v2 bool) {
 		if _, err := parseMountinfoCgroup(b, v2); err != nil && !errors.Is(err, errMalformed) {
-			t.Fatal(err)
-		}
-	})
-}
-
-func FuzzParseCgroupValue(f *testing.F) {
-	f.Add(readTestdata(f, "memory.limit_in_bytes"))
-	f.Add([]byte("max\n"))
-	f.Fuzz(func(t *testing.T, b []byte) {
-		if _, err := parseCgroupValue(b); err != nil && !errors.Is(err, errMalformed) {
 			t.Fatal(err)
 		}
 	})

@@ -9,15 +9,36 @@ import (
 // cgroup a process is in) and, per cgroup, memory.stat, memory.max or
 // memory.limit_in_bytes, memory.current or memory.usage_in_bytes.
 
-// ParseProcCgroup returns the cgroup path of a process from the contents of
-// /proc/<pid>/cgroup, whose lines are "hierarchy-ID:controller-list:path".
-// It prefers the memory controller's line (cgroup v1 and hybrid hosts: the
-// hierarchy whose memory.stat holds the process's unevictable pages), then
-// the unified hierarchy's "0::" line (cgroup v2), then name=systemd's. The
-// path is a slice of b, without the " (deleted)" suffix of a removed cgroup.
-func ParseProcCgroup(b []byte) ([]byte, error) {
-	var unified, systemd []byte
-	haveUnified, haveSystemd := false, false
+// ProcCgroup is what /proc/<pid>/cgroup says, for the hierarchies that
+// matter here. Paths are slices of the parsed buffer.
+type ProcCgroup struct {
+	// Memory is the v1 memory controller's path (cgroup v1 and hybrid hosts).
+	Memory []byte
+	// Unified is the "0::" line's path (cgroup v2, or the unified part of a
+	// hybrid host).
+	Unified []byte
+	// Systemd is the name=systemd hierarchy's path.
+	Systemd                           []byte
+	HasMemory, HasUnified, HasSystemd bool
+}
+
+// MemoryCgroup returns the cgroup that holds the process's memory
+// accounting: the v1 memory controller's, else the unified one (v2).
+func (c ProcCgroup) MemoryCgroup() (path []byte, v2, ok bool) {
+	switch {
+	case c.HasMemory:
+		return c.Memory, false, true
+	case c.HasUnified:
+		return c.Unified, true, true
+	}
+	return nil, false, false
+}
+
+// ParseProcCgroupLines parses every line of /proc/<pid>/cgroup, whose lines
+// are "hierarchy-ID:controller-list:path", dropping the " (deleted)" suffix
+// of a removed cgroup.
+func ParseProcCgroupLines(b []byte) (ProcCgroup, error) {
+	var c ProcCgroup
 	for len(b) > 0 {
 		var line []byte
 		line, b = nextLine(b)
@@ -26,35 +47,50 @@ func ParseProcCgroup(b []byte) ([]byte, error) {
 		}
 		c1 := bytes.IndexByte(line, ':')
 		if c1 < 0 {
-			return nil, malformed("cgroup", "no ':' in %q", line)
+			return ProcCgroup{}, malformed("cgroup", "no ':' in %q", line)
 		}
 		c2 := bytes.IndexByte(line[c1+1:], ':')
 		if c2 < 0 {
-			return nil, malformed("cgroup", "one ':' in %q", line)
+			return ProcCgroup{}, malformed("cgroup", "one ':' in %q", line)
 		}
 		c2 += c1 + 1
 		id, controllers, path := line[:c1], line[c1+1:c2], line[c2+1:]
 		if _, rest, ok := parseUint(id); !ok || len(rest) > 0 {
-			return nil, malformed("cgroup", "bad hierarchy id in %q", line)
+			return ProcCgroup{}, malformed("cgroup", "bad hierarchy id in %q", line)
 		}
-		if len(path) == 0 {
-			return nil, malformed("cgroup", "empty path in %q", line)
+		if len(path) == 0 || path[0] != '/' {
+			return ProcCgroup{}, malformed("cgroup", "path not absolute in %q", line)
 		}
 		path = trimDeleted(path)
 		switch {
 		case hasController(controllers, "memory"):
-			return path, nil
+			if !c.HasMemory {
+				c.Memory, c.HasMemory = path, true
+			}
 		case len(controllers) == 0 && string(id) == "0":
-			unified, haveUnified = path, true
+			c.Unified, c.HasUnified = path, true
 		case hasController(controllers, "name=systemd"):
-			systemd, haveSystemd = path, true
+			c.Systemd, c.HasSystemd = path, true
 		}
 	}
-	switch {
-	case haveUnified:
-		return unified, nil
-	case haveSystemd:
-		return systemd, nil
+	return c, nil
+}
+
+// ParseProcCgroup returns the cgroup path of a process from the contents of
+// /proc/<pid>/cgroup. It prefers the memory controller's line (cgroup v1 and
+// hybrid hosts: the hierarchy whose memory.stat holds the process's
+// unevictable pages), then the unified hierarchy's "0::" line (cgroup v2),
+// then name=systemd's. The path is a slice of b.
+func ParseProcCgroup(b []byte) ([]byte, error) {
+	c, err := ParseProcCgroupLines(b)
+	if err != nil {
+		return nil, err
+	}
+	if p, _, ok := c.MemoryCgroup(); ok {
+		return p, nil
+	}
+	if c.HasSystemd {
+		return c.Systemd, nil
 	}
 	return nil, malformed("cgroup", "no memory, unified or name=systemd line")
 }
