@@ -54,16 +54,9 @@ func gatherEmitted() (*emitted, error) {
 	e := &emitted{types: map[string]dto.MetricType{}, names: map[string]bool{}}
 
 	// 1. The real binary, scraped.
-	dir, err := os.MkdirTemp("", "memlock-checks")
+	bin, err := buildExporter()
 	if err != nil {
 		return nil, err
-	}
-	defer os.RemoveAll(dir)
-	bin := filepath.Join(dir, "memlock_exporter")
-	build := exec.Command("go", "build", "-o", bin, "./cmd/memlock_exporter")
-	build.Dir = root // the root module's go.mod, as `make build` uses
-	if out, err := build.CombinedOutput(); err != nil {
-		return nil, fmt.Errorf("go build: %v\n%s", err, out)
 	}
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -133,6 +126,32 @@ func gatherEmitted() (*emitted, error) {
 		}
 	}
 	return e, nil
+}
+
+var (
+	binOnce sync.Once
+	binPath string
+	binErr  error
+)
+
+// buildExporter builds cmd/memlock_exporter once per test run with the
+// root module's go.mod, as `make build` does.
+func buildExporter() (string, error) {
+	binOnce.Do(func() {
+		dir, err := os.MkdirTemp("", "memlock-checks")
+		if err != nil {
+			binErr = err
+			return
+		}
+		tempDirs = append(tempDirs, dir)
+		binPath = filepath.Join(dir, "memlock_exporter")
+		build := exec.Command("go", "build", "-o", binPath, "./cmd/memlock_exporter")
+		build.Dir = root
+		if out, err := build.CombinedOutput(); err != nil {
+			binErr = fmt.Errorf("go build: %v\n%s", err, out)
+		}
+	})
+	return binPath, binErr
 }
 
 var fqName = regexp.MustCompile(`fqName: "([^"]+)"`)

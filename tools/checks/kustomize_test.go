@@ -2,6 +2,7 @@ package checks
 
 import (
 	"fmt"
+	"os/exec"
 	"slices"
 	"strings"
 	"testing"
@@ -95,6 +96,9 @@ func TestKustomizeBase(t *testing.T) {
 	if len(sc.Capabilities.Add) != 0 {
 		t.Errorf("base: capabilities added: %v", sc.Capabilities.Add)
 	}
+	if len(c.Command) != 0 {
+		t.Errorf("base: command %v: the image's ENTRYPOINT, /bin/memlock_exporter without file capabilities, must run", c.Command)
+	}
 	if !slices.Contains(c.Args, "--no-collector.process.smaps") {
 		t.Error("base: without CAP_SYS_PTRACE smaps reading must be off (--no-collector.process.smaps)")
 	}
@@ -119,6 +123,11 @@ func TestKustomizeOverlayProbesAndSmaps(t *testing.T) {
 	if !slices.Equal(added, []string{"IPC_LOCK", "SYS_PTRACE"}) {
 		t.Errorf("overlay: capabilities added %v, want exactly IPC_LOCK and SYS_PTRACE", added)
 	}
+	// The copy with file capabilities: a non-root process has no
+	// capabilities of its own, whatever the pod adds.
+	if !slices.Equal(c.Command, []string{"/bin/memlock_exporter-caps"}) {
+		t.Errorf("overlay: command %v, want [/bin/memlock_exporter-caps]", c.Command)
+	}
 	// A non-root process gains the binary's file capabilities at exec only
 	// without no_new_privs, which allowPrivilegeEscalation: false sets.
 	if sc.AllowPrivilegeEscalation == nil || !*sc.AllowPrivilegeEscalation {
@@ -141,6 +150,22 @@ func TestKustomizeOverlayProbesAndSmaps(t *testing.T) {
 	lim := c.Resources.Limits[corev1.ResourceMemory]
 	if lim.Value() < budget.Value()+64<<20 {
 		t.Errorf("overlay: memory limit %s leaves less than 64 MiB beside --probe.max-bytes %s", lim.String(), maxBytes)
+	}
+}
+
+// checkArgs runs the exporter with the container's arguments and --help:
+// kingpin rejects an unknown flag or a bad value (a size, a duration)
+// before it prints the help, so exit status 0 means the exporter accepts
+// every argument the manifest passes.
+func checkArgs(t *testing.T, args []string) {
+	t.Helper()
+	bin, err := buildExporter()
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := exec.Command(bin, append(slices.Clone(args), "--help")...).CombinedOutput()
+	if err != nil {
+		t.Errorf("memlock_exporter %s --help: %v\n%s", strings.Join(args, " "), err, out)
 	}
 }
 
@@ -185,6 +210,7 @@ func checkDaemonSet(t *testing.T, r *rendered, ds appsv1.DaemonSet) corev1.Conta
 		t.Fatalf("want one container, got %d", len(spec.Containers))
 	}
 	c := spec.Containers[0]
+	checkArgs(t, c.Args)
 	sc := c.SecurityContext
 	if sc == nil || sc.ReadOnlyRootFilesystem == nil || !*sc.ReadOnlyRootFilesystem {
 		t.Fatal("readOnlyRootFilesystem must be true")

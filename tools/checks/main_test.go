@@ -25,6 +25,18 @@ var root = func() string {
 	return p
 }()
 
+// tempDirs are removed when the tests end.
+var tempDirs []string
+
+func TestMain(m *testing.M) {
+	flag.Parse()
+	code := m.Run()
+	for _, d := range tempDirs {
+		os.RemoveAll(d)
+	}
+	os.Exit(code)
+}
+
 func repoPath(parts ...string) string {
 	return filepath.Join(append([]string{root}, parts...)...)
 }
