@@ -34,6 +34,11 @@ func readRegular(path string, limit int) ([]byte, error) {
 	if st.Mode&unix.S_IFMT != unix.S_IFREG {
 		return nil, &os.PathError{Op: "open", Path: path, Err: fmt.Errorf("%w: not a regular file (mode %#o)", linux.ErrMalformed, st.Mode&unix.S_IFMT)}
 	}
+	if st.Size > int64(limit) {
+		// procfs and sysfs files say 0; a file on disk (a copy of /proc)
+		// says how long it is, and need not be read to be refused.
+		return nil, &os.PathError{Op: "read", Path: path, Err: linux.ErrTooLarge}
+	}
 	buf := make([]byte, min(16<<10, limit+1))
 	n := 0
 	for {
