@@ -21,6 +21,10 @@ var ErrTooLarge = errors.New("file too large")
 // a Reader reads files by relative path, without allocating per file.
 type Dir struct {
 	fd int
+	// procfs is true when the directory is on a proc filesystem: only
+	// there are per-pid files known to be kernel seq files (see readKind);
+	// anything else (a test fixture, a hostile mount) is read plainly.
+	procfs bool
 }
 
 // OpenDir opens path as a directory.
@@ -29,7 +33,12 @@ func OpenDir(path string) (*Dir, error) {
 	if err != nil {
 		return nil, &pathError{op: "open", path: path, err: err}
 	}
-	return &Dir{fd: fd}, nil
+	d := &Dir{fd: fd}
+	var st unix.Statfs_t
+	if unix.Fstatfs(fd, &st) == nil && st.Type == unix.PROC_SUPER_MAGIC {
+		d.procfs = true
+	}
+	return d, nil
 }
 
 // Close closes the directory.
@@ -58,35 +67,54 @@ func (r *Reader) ReadPid(d *Dir, pid int, name string) ([]byte, error) {
 	r.path = append(r.path, '/')
 	r.path = append(r.path, name...)
 	r.path = append(r.path, 0)
-	return r.read(d.fd, r.path, singleRecord(name))
+	var kind readKind
+	if d.procfs {
+		kind = pidFileKind(name)
+	}
+	return r.read(d.fd, r.path, kind)
 }
 
-// singleRecord reports whether the per-pid file is a seq_file of a single
-// record (single_open in fs/proc: status, limits, smaps_rollup, ...). The
-// kernel renders such a file whole and hands out all of it when the buffer
-// is large enough, so a short read is its end: the read that would return 0
-// is skipped, one syscall per process and file in a scrape. Files of many
-// records (smaps, maps, sysvipc) stop a read at a page and are read to 0.
-func singleRecord(name string) bool {
+// readKind says how a file may be read.
+type readKind struct {
+	// single: the file is a seq_file of a single record (single_open in
+	// fs/proc: status, limits, smaps_rollup, ...). The kernel renders it
+	// whole and hands out all of it when the buffer is large enough, so a
+	// short read is its end and the read that would return 0 is skipped.
+	// Files of many records (smaps, maps, sysvipc) stop a read at a page
+	// and are read to 0.
+	single bool
+	// raw: opening, reading and closing the file never sleeps for long in
+	// the kernel (no mmap_lock, no I/O), so it bypasses the Go scheduler's
+	// syscall bookkeeping (entersyscall/exitsyscall, and sysmon handing the
+	// P off and waking threads): the scan does three syscalls per process,
+	// 30,000 a scrape at 10,000 processes. smaps_rollup takes the target's
+	// mmap_lock, which a process locking gigabytes holds for seconds, so it
+	// is not raw.
+	raw bool
+}
+
+func pidFileKind(name string) readKind {
 	switch name {
-	case "status", "limits", "smaps_rollup", "stat", "statm", "cgroup":
-		return true
+	case "status", "limits":
+		return readKind{single: true, raw: true}
+	case "smaps_rollup", "stat", "statm", "cgroup":
+		return readKind{single: true}
 	}
-	return false
+	return readKind{}
 }
 
 // ReadFile reads the file at the relative path name below dir.
 func (r *Reader) ReadFile(d *Dir, name string) ([]byte, error) {
 	r.path = append(append(r.path[:0], name...), 0)
-	return r.read(d.fd, r.path, false)
+	return r.read(d.fd, r.path, readKind{})
 }
 
-func (r *Reader) read(dirfd int, path []byte, single bool) ([]byte, error) {
-	fd, err := openat(dirfd, path)
+func (r *Reader) read(dirfd int, path []byte, kind readKind) ([]byte, error) {
+	fd, err := openat(dirfd, path, kind.raw)
 	if err != nil {
 		return nil, &pathError{op: "open", path: string(path[:len(path)-1]), err: err}
 	}
-	defer unix.Close(fd)
+	defer sysClose(fd, kind.raw)
 	n := 0
 	for {
 		if n == len(r.buf) {
@@ -97,7 +125,7 @@ func (r *Reader) read(dirfd int, path []byte, single bool) ([]byte, error) {
 			copy(nb, r.buf[:n])
 			r.buf = nb
 		}
-		m, err := unix.Read(fd, r.buf[n:])
+		m, err := sysRead(fd, r.buf[n:], kind.raw)
 		if err == unix.EINTR {
 			continue
 		}
@@ -108,18 +136,27 @@ func (r *Reader) read(dirfd int, path []byte, single bool) ([]byte, error) {
 			return r.buf[:n], nil
 		}
 		n += m
-		if single && n < len(r.buf) {
+		if kind.single && n < len(r.buf) {
 			return r.buf[:n], nil
 		}
 	}
 }
 
+func syscall6(raw bool, trap, a1, a2, a3, a4, a5, a6 uintptr) (uintptr, unix.Errno) {
+	if raw {
+		r, _, errno := unix.RawSyscall6(trap, a1, a2, a3, a4, a5, a6)
+		return r, errno
+	}
+	r, _, errno := unix.Syscall6(trap, a1, a2, a3, a4, a5, a6)
+	return r, errno
+}
+
 // openat opens with O_NOFOLLOW, so a link (to /dev/zero, say) is refused,
 // and O_NONBLOCK, so a FIFO in place of a file does not block the open
 // until a writer comes (reads of procfs and sysfs files are unaffected).
-func openat(dirfd int, path []byte) (int, error) {
+func openat(dirfd int, path []byte, raw bool) (int, error) {
 	for {
-		fd, _, errno := unix.Syscall6(unix.SYS_OPENAT, uintptr(dirfd), uintptr(unsafe.Pointer(&path[0])),
+		fd, errno := syscall6(raw, unix.SYS_OPENAT, uintptr(dirfd), uintptr(unsafe.Pointer(&path[0])),
 			uintptr(unix.O_RDONLY|unix.O_CLOEXEC|unix.O_NOFOLLOW|unix.O_NONBLOCK), 0, 0, 0)
 		if errno == unix.EINTR {
 			continue
@@ -129,6 +166,18 @@ func openat(dirfd int, path []byte) (int, error) {
 		}
 		return int(fd), nil
 	}
+}
+
+func sysRead(fd int, b []byte, raw bool) (int, error) {
+	n, errno := syscall6(raw, unix.SYS_READ, uintptr(fd), uintptr(unsafe.Pointer(&b[0])), uintptr(len(b)), 0, 0, 0)
+	if errno != 0 {
+		return 0, errno
+	}
+	return int(n), nil
+}
+
+func sysClose(fd int, raw bool) {
+	syscall6(raw, unix.SYS_CLOSE, uintptr(fd), 0, 0, 0, 0, 0)
 }
 
 // Pids appends the numeric entries of the procfs root dir to pids, in the
