@@ -341,3 +341,25 @@ func firstOf(lists ...[]string) string {
 	}
 	return ""
 }
+
+// Hold starts n children and an exporter, prints the exporter's URL and pid,
+// and keeps both until ctx ends: for profiling by hand.
+func Hold(ctx context.Context, cfg Config, dir string, n int) error {
+	helper, err := CompileHelper(dir)
+	if err != nil {
+		return err
+	}
+	kids, err := StartChildren(helper, n, 2*time.Minute)
+	if err != nil {
+		return err
+	}
+	defer kids.Stop()
+	exp, err := StartExporter(cfg.Exporter, dir, exporterArgs(cfg)...)
+	if err != nil {
+		return err
+	}
+	defer exp.Stop()
+	fmt.Fprintf(os.Stdout, "%d children; exporter pid %d at %s (log %s)\n", kids.N, exp.Pid(), exp.URL, exp.Stderr)
+	<-ctx.Done()
+	return nil
+}

@@ -35,6 +35,7 @@ func main() {
 		out       = flag.String("out", "", "write the report here as Markdown (e.g. docs/benchmarks.md)")
 		command   = flag.String("command", "make bench", "command named in the report as the one that reproduces it")
 		keep      = flag.Bool("keep", false, "keep the work directory (helper binary, exporter logs)")
+		hold      = flag.Duration("hold", 0, "instead of measuring, start the first -n children and an exporter, print its URL and keep both for this long (or until Ctrl-C), e.g. to profile with --web.enable-pprof")
 		expArgs   listFlag
 	)
 	flag.Var(&expArgs, "exporter-arg", "extra exporter flag (repeatable), e.g. --web.enable-pprof")
@@ -48,6 +49,9 @@ func main() {
 			os.Exit(2)
 		}
 		cfg.Ns = append(cfg.Ns, n)
+	}
+	if *hold > 0 {
+		os.Exit(holdOpen(cfg, *hold))
 	}
 	os.Exit(run(cfg, *out, *command, *keep))
 }
@@ -87,6 +91,25 @@ func run(cfg bench.Config, out, command string, keep bool) int {
 			return 1
 		}
 		fmt.Fprintln(os.Stderr, "wrote", out)
+	}
+	return 0
+}
+
+// holdOpen starts the children and an exporter and keeps them for d.
+func holdOpen(cfg bench.Config, d time.Duration) int {
+	dir, err := os.MkdirTemp("", "memlock-bench-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "memlock-bench:", err)
+		return 1
+	}
+	defer os.RemoveAll(dir)
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	ctx, cancel := context.WithTimeout(ctx, d)
+	defer cancel()
+	if err := bench.Hold(ctx, cfg, dir, cfg.Ns[0]); err != nil {
+		fmt.Fprintln(os.Stderr, "memlock-bench:", err)
+		return 1
 	}
 	return 0
 }
