@@ -12,7 +12,7 @@ STATICCHECK_VERSION := v0.8.2
 # Extra flags for `make run`, e.g. make run ARGS="--log.level=debug".
 ARGS      ?=
 
-.PHONY: all build run test unit vet lint fmt clean fuzz fuzz-short soak bench-probe
+.PHONY: all build run test unit vet lint fmt clean fuzz fuzz-short soak bench-probe bench
 
 all: lint test build
 
@@ -63,6 +63,13 @@ fmt:
 clean:
 	rm -f $(BIN)
 
+# bench runs the harness (bench/): 1,000 and 10,000 real processes, the
+# floor reader against the exporter's scrapes over HTTP, then churn; prints
+# the table and rewrites docs/benchmarks.md. Needs gcc and root. The short
+# form (1,000 processes) runs in make test as bench.TestShortHarness.
+bench: build
+	$(GO) run ./bench/cmd/memlock-bench -exporter ./$(BIN) -out docs/benchmarks.md
+
 # bench-probe compares the mlock probe's reported lock latency with a bare
 # mlock/munlock loop on the same 4 MiB, for 4 KiB and transparent huge
 # pages (docs/probes.md records the numbers).
@@ -72,7 +79,8 @@ bench-probe:
 # tools/ is a module of its own, so the root go.mod stays lean: promtool,
 # kustomize and the deploy/dashboard/Dockerfile tests with their heavy
 # dependencies. Binaries are cached in tools/bin (rebuilt when tools/go.mod
-# or go.sum change).
+# or go.sum change). promtool is built without service discovery
+# (remove_all_sd): rule checks and tests need none, and it builds far faster.
 PROMTOOL  := tools/bin/promtool
 KUSTOMIZE := tools/bin/kustomize
 
@@ -80,7 +88,7 @@ KUSTOMIZE := tools/bin/kustomize
 tools: $(PROMTOOL) $(KUSTOMIZE)
 
 $(PROMTOOL): tools/go.mod tools/go.sum
-	cd tools && $(GO) build -o bin/promtool github.com/prometheus/prometheus/cmd/promtool
+	cd tools && $(GO) build -tags remove_all_sd -o bin/promtool github.com/prometheus/prometheus/cmd/promtool
 
 $(KUSTOMIZE): tools/go.mod tools/go.sum
 	cd tools && $(GO) build -o bin/kustomize sigs.k8s.io/kustomize/kustomize/v5
