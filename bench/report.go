@@ -57,11 +57,11 @@ func (r *Report) Details(w io.Writer) {
 		if !c.Ok() {
 			verdict = "FAIL"
 		}
-		fmt.Fprintf(w, "- **Churn** (%s): %d processes, %g killed and replaced per second for %s (%d replaced): "+
+		fmt.Fprintf(w, "- **Churn** (%s): %d processes, %g asked to be killed and replaced per second for %s (%d replaced, %.0f/s): "+
 			"%d scrapes, %d failed; %d series of a process dead before the scrape began; "+
-			"%d error or warning lines in the exporter's log; %d read-failure series; "+
+			"%d error or warning lines in the exporter's log; distinct read-failure series %d; "+
 			"children with series per scrape %d to %d; slowest scrape %s.\n",
-			verdict, c.N, c.Rate, c.Duration.Round(time.Second), c.Exits, c.Scrapes, len(c.FailedScrapes),
+			verdict, c.N, c.Rate, c.Duration.Round(time.Second), c.Exits, float64(c.Exits)/max(c.Duration.Seconds(), 1e-9), c.Scrapes, len(c.FailedScrapes),
 			len(c.StaleSeries), len(c.LogProblems), len(c.ReadFailures), c.ChildSeriesMin, c.ChildSeriesMax, ms(c.WallMax))
 		for _, l := range [][]string{c.FailedScrapes, c.StaleSeries, c.LogProblems, c.ReadFailures} {
 			for i, s := range l {

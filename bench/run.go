@@ -295,7 +295,11 @@ func runChurn(ctx context.Context, cfg Config, kids *Children, exp *Exporter) (*
 			c.FailedScrapes = append(c.FailedScrapes, why)
 		}
 		c.WallMax = max(c.WallMax, s.Wall)
-		c.ReadFailures = append(c.ReadFailures, s.Failures...)
+		for _, f := range s.Failures {
+			if !slices.Contains(c.ReadFailures, f) {
+				c.ReadFailures = append(c.ReadFailures, f)
+			}
+		}
 		if c.ChildSeriesMin < 0 || len(s.ChildPids) < c.ChildSeriesMin {
 			c.ChildSeriesMin = len(s.ChildPids)
 		}

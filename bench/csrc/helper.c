@@ -243,18 +243,29 @@ int main(int argc, char **argv) {
 		}
 		double t = now();
 		if (rate > 0) {
+			/* Kill every child owed this tick, then start their
+			 * replacements, then wait for all of them: a batch costs one
+			 * round of fork and set-up latency, not one per child. */
 			owed += rate * (t - last);
-			while (owed >= 1 && !stop) {
+			int batch[1024], nb = 0;
+			while (owed >= 1 && nb < 1024 && !stop) {
 				owed -= 1;
 				seed = seed * 1103515245 + 12345;
 				int i = (int)((seed >> 8) % (unsigned)n);
+				int dup = 0;
+				for (int k = 0; k < nb; k++) dup |= batch[k] == i;
+				if (dup) continue;
 				kill(pids[i], SIGKILL);
+				batch[nb++] = i;
+			}
+			for (int k = 0; k < nb; k++) {
+				int i = batch[k];
 				waitpid(pids[i], &st, 0);
 				printf("X %d\n", pids[i]);
-				pids[i] = start_child(i);
-				wait_ready();
-				printf("S %d %s\n", pids[i], rolename[roles[i]]);
 			}
+			for (int k = 0; k < nb; k++) pids[batch[k]] = start_child(batch[k]);
+			for (int k = 0; k < nb; k++) wait_ready();
+			for (int k = 0; k < nb; k++) printf("S %d %s\n", pids[batch[k]], rolename[roles[batch[k]]]);
 		} else {
 			owed = 0;
 		}
