@@ -25,9 +25,11 @@ type FloorResult struct {
 // floorReader is the least a program can do to get what the exporter
 // reports: getdents of /proc, then for every pid openat+read+close of its
 // status into one reused buffer, a byte search for VmLck and VmPin, and for
-// the processes holding locked or pinned memory their limits file and (when
-// VmLck > 0) their smaps_rollup. Raw syscalls, no parsing beyond that, no
-// allocation. One read per file: per-pid files are single-record seq files
+// the processes holding locked or pinned memory their limits and cgroup
+// files and (when VmLck > 0) their smaps_rollup. Raw syscalls, no parsing beyond that, no
+// allocation. The files read per reported process are those the exporter
+// reads for it: limits (the exporter uses prlimit(2) where it may), cgroup
+// (its container labels) and smaps_rollup. One read per file: per-pid files are single-record seq files
 // that the kernel renders whole into a large enough buffer.
 type floorReader struct {
 	procfd  int
@@ -103,6 +105,7 @@ func (f *floorReader) Run() FloorResult {
 	u1, s1 := threadCPU()
 	for i, pid := range f.report {
 		f.read(pid, "limits")
+		f.read(pid, "cgroup")
 		if f.locked[i] {
 			f.read(pid, "smaps_rollup")
 			res.Lockers++

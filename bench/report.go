@@ -38,7 +38,7 @@ func (r *Report) Details(w io.Writer) {
 		}
 		fmt.Fprintf(w, "; one plain child's VmRSS %s).\n", kib(float64(x.HelperRSS)))
 		fmt.Fprintf(w, "  Floor, mean of %d passes: %s CPU (user %s, sys %s; getdents+status alone %s, %s per process), wall %s; "+
-			"%d status files, limits of %d processes, smaps_rollup of %d.\n",
+			"%d status files, limits and cgroup of %d processes, smaps_rollup of %d.\n",
 			x.FloorPasses, ms(x.Floor.CPU), ms(x.Floor.User), ms(x.Floor.Sys), ms(x.Floor.StatusCPU),
 			us(x.Floor.StatusCPU/time.Duration(max(1, x.Floor.Pids))), ms(x.Floor.Wall), x.Floor.Pids, x.Floor.Reported, x.Floor.Lockers)
 		for _, s := range []struct {
