@@ -103,6 +103,10 @@ type Scrape struct {
 	// memlock_process_locked_bytes series.
 	ChildPids []int
 	Failures  []string // memlock_process_read_failures lines
+	// Lockers counts memlock_process_locked_bytes series above 0, Resident
+	// the memlock_process_locked_resident_bytes series: smaps_rollup was
+	// read for exactly the processes with a resident series.
+	Lockers, Resident int
 }
 
 // Failed returns why the scrape is not a success, or "".
@@ -185,7 +189,12 @@ func (e *Exporter) Scrape(ctx context.Context, gz bool) (*Scrape, error) {
 			s.Reported = v
 		case "memlock_process_read_failures":
 			s.Failures = append(s.Failures, line)
+		case "memlock_process_locked_resident_bytes":
+			s.Resident++
 		case "memlock_process_locked_bytes":
+			if v > 0 {
+				s.Lockers++
+			}
 			if label(labels, "comm") == ChildComm {
 				pid, _ := strconv.Atoi(label(labels, "pid"))
 				s.ChildPids = append(s.ChildPids, pid)

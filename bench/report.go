@@ -46,9 +46,10 @@ func (r *Report) Details(w io.Writer) {
 			st   ScrapeStats
 		}{{"gzip", x.Gzip}, {"no gzip", x.Identity}} {
 			fmt.Fprintf(w, "  Exporter, %s, %d scrapes: %s CPU per scrape (user %s, sys %s), wall p50 %s max %s, "+
-				"%s allocated per scrape, %d series, %d bytes on the wire, %.0f processes scanned, %.0f reported.\n",
+				"%s allocated per scrape, %d series, %d bytes on the wire, %.0f processes scanned, %.0f reported, "+
+				"%d with VmLck > 0, smaps_rollup read for %d.\n",
 				s.name, s.st.Scrapes, ms(s.st.CPU), ms(s.st.User), ms(s.st.Sys), ms(s.st.WallP50), ms(s.st.WallMax),
-				kib(s.st.AllocPerScrape), s.st.Series, s.st.WireBytes, s.st.Scanned, s.st.Reported)
+				kib(s.st.AllocPerScrape), s.st.Series, s.st.WireBytes, s.st.Scanned, s.st.Reported, s.st.Lockers, s.st.Resident)
 		}
 		fmt.Fprintf(w, "  Exporter resident set: peak (VmHWM) %s, at the end %s.\n", mib(x.HWM), mib(x.RSS))
 	}
@@ -89,4 +90,65 @@ func (r *Report) MachineLine() string {
 	m := r.Machine
 	return fmt.Sprintf("%d CPUs (%s), Linux %s, %s RAM, pid_max %d, %s, exporter at %s",
 		m.CPUs, m.CPUModel, m.Kernel, mib(m.MemTotal), m.PidMax, m.Go, m.Revision)
+}
+
+// Target is one of issue 5's targets and whether this run met it.
+type Target struct {
+	Name, Measured string
+	Met            bool
+}
+
+// Targets checks the run against the targets, at the largest process count.
+func (r *Report) Targets() []Target {
+	if len(r.Results) == 0 {
+		return nil
+	}
+	big := r.Results[len(r.Results)-1]
+	small := r.Results[0]
+	var t []Target
+	t = append(t, Target{"exporter CPU per scrape at most 1.25 times the floor's",
+		fmt.Sprintf("%.2f at %d processes (%s against %s)", big.Ratio(), big.Processes, ms(big.Gzip.CPU), ms(big.Floor.CPU)),
+		big.Ratio() > 0 && big.Ratio() <= 1.25})
+	t = append(t, Target{"exporter RSS under 30 MiB", fmt.Sprintf("peak %s at %d processes", mib(big.HWM), big.Processes),
+		big.HWM > 0 && big.HWM < 30<<20})
+	if len(r.Results) > 1 {
+		perSeriesS := small.Gzip.AllocPerScrape / float64(max(1, small.Gzip.Series))
+		perSeriesB := big.Gzip.AllocPerScrape / float64(max(1, big.Gzip.Series))
+		procGrowth := float64(big.Processes) / float64(max(1, small.Processes))
+		allocGrowth := big.Gzip.AllocPerScrape / max(1, small.Gzip.AllocPerScrape)
+		seriesGrowth := float64(big.Gzip.Series) / float64(max(1, small.Gzip.Series))
+		t = append(t, Target{"memory allocated per scrape proportional to series reported, not processes scanned",
+			fmt.Sprintf("%.0f B per series at %d processes, %.0f B at %d; processes x%.1f, series x%.1f, allocation x%.1f",
+				perSeriesS, small.Processes, perSeriesB, big.Processes, procGrowth, seriesGrowth, allocGrowth),
+			allocGrowth <= seriesGrowth*1.25})
+		perProcS := float64(small.Gzip.CPU) / float64(max(1, small.Processes))
+		perProcB := float64(big.Gzip.CPU) / float64(max(1, big.Processes))
+		t = append(t, Target{"cost grows linearly with the process count",
+			fmt.Sprintf("%.1f µs per process at %d, %.1f µs at %d", perProcS/1e3, small.Processes, perProcB/1e3, big.Processes),
+			perProcB <= perProcS*1.25})
+	}
+	t = append(t, Target{"smaps_rollup read only for processes with locked memory",
+		fmt.Sprintf("%d smaps_rollup reads (resident series) for %d processes with VmLck > 0 of %.0f scanned",
+			big.Gzip.Resident, big.Gzip.Lockers, big.Gzip.Scanned),
+		big.Gzip.Resident <= big.Gzip.Lockers})
+	if c := r.Churn; c != nil {
+		t = append(t, Target{"churn: every scrape succeeds, nothing logged, no series of a dead process",
+			fmt.Sprintf("%d scrapes, %d failed, %d stale series, %d log lines, %d processes replaced (%.0f/s) among %d",
+				c.Scrapes, len(c.FailedScrapes), len(c.StaleSeries), len(c.LogProblems), c.Exits,
+				float64(c.Exits)/max(c.Duration.Seconds(), 1e-9), c.N), c.Ok()})
+	}
+	return t
+}
+
+// TargetTable writes Targets as Markdown.
+func (r *Report) TargetTable(w io.Writer) {
+	fmt.Fprintln(w, "| target | measured | met |")
+	fmt.Fprintln(w, "|---|---|---|")
+	for _, t := range r.Targets() {
+		met := "**no**"
+		if t.Met {
+			met = "yes"
+		}
+		fmt.Fprintf(w, "| %s | %s | %s |\n", t.Name, t.Measured, met)
+	}
 }

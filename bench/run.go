@@ -44,6 +44,8 @@ type ScrapeStats struct {
 	Series           int
 	Scanned          float64
 	Reported         float64
+	Lockers          int // reported processes with VmLck > 0
+	Resident         int // processes whose smaps_rollup was read
 }
 
 // NResult is the measurement at one process count.
@@ -249,6 +251,7 @@ func measureN(ctx context.Context, cfg Config, exp *Exporter, floor *floorReader
 			}
 			prevAlloc = s.AllocTotal
 			st.WireBytes, st.Series, st.Scanned, st.Reported = s.Bytes, s.Series, s.Scanned, s.Reported
+			st.Lockers, st.Resident = s.Lockers, s.Resident
 		}
 		c1, err := readProcCPU(exp.Pid())
 		if err != nil {

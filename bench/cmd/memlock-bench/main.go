@@ -79,6 +79,8 @@ func run(cfg bench.Config, out, command string, keep bool) int {
 		fmt.Println()
 		rep.Table(os.Stdout)
 		fmt.Println()
+		rep.TargetTable(os.Stdout)
+		fmt.Println()
 		rep.Details(os.Stdout)
 	}
 	if err != nil {
