@@ -59,7 +59,16 @@ func scrapeTimeout(r *http.Request, def, offset time.Duration) time.Duration {
 	return t
 }
 
+// writeGrace is how long past a scrape's deadline its response may take to
+// write. A client that stops reading would otherwise block the write, and
+// hold a --web.max-requests slot, for ever.
+const writeGrace = 10 * time.Second
+
 func (h *metricsHandler) serve(w http.ResponseWriter, r *http.Request) {
+	timeout := scrapeTimeout(r, h.defaultTimeout, h.timeoutOffset)
+	if err := http.NewResponseController(w).SetWriteDeadline(time.Now().Add(timeout + writeGrace)); err != nil {
+		h.logger.Debug("cannot set the response's write deadline", "err", err)
+	}
 	if h.inflight != nil {
 		select {
 		case h.inflight <- struct{}{}:
@@ -69,7 +78,7 @@ func (h *metricsHandler) serve(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	ctx, cancel := context.WithTimeout(r.Context(), scrapeTimeout(r, h.defaultTimeout, h.timeoutOffset))
+	ctx, cancel := context.WithTimeout(r.Context(), timeout)
 	defer cancel()
 
 	bound, err := h.exp.Scrape(ctx, r.URL.Query()["collect[]"])
