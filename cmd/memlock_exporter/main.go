@@ -217,7 +217,13 @@ func run(args []string, stderr io.Writer) int {
 		logger.Error("cannot set up HTTP handlers", "err", err)
 		return 1
 	}
-	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	// ReadHeaderTimeout ends header tricklers (slowloris); IdleTimeout closes
+	// keep-alive connections left idle, which otherwise stay open for ever,
+	// above the usual scrape intervals so Prometheus's are reused. There is
+	// no ReadTimeout (it would cancel a scrape's context once it expired)
+	// and no WriteTimeout (a scrape may take its full deadline): the
+	// metrics handler bounds each response's write by the scrape's deadline.
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute}
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- web.ListenAndServe(srv, o.web, logger) }()
 
