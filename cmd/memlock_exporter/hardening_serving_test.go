@@ -93,8 +93,21 @@ func writePEM(t *testing.T, path, typ string, der []byte) {
 // ready does the request, so TLS and authentication can be in it.
 func startExporterWith(t *testing.T, bin string, ready func(addr string) (*http.Response, error), args ...string) *exporterProc {
 	t.Helper()
+	return startExporterCmd(t, func(addr string) *exec.Cmd {
+		return exec.Command(bin, append([]string{"--web.listen-address=" + addr}, args...)...)
+	}, ready)
+}
+
+// startExporterCmd starts what newCmd builds for a free address (the
+// exporter, possibly behind a wrapper, with credentials) and waits until
+// ready answers 200 (plain HTTP /-/ready when ready is nil).
+func startExporterCmd(t *testing.T, newCmd func(addr string) *exec.Cmd, ready func(addr string) (*http.Response, error)) *exporterProc {
+	t.Helper()
+	if ready == nil {
+		ready = func(addr string) (*http.Response, error) { return http.Get("http://" + addr + "/-/ready") }
+	}
 	addr := freePort(t)
-	cmd := exec.Command(bin, append([]string{"--web.listen-address=" + addr}, args...)...)
+	cmd := newCmd(addr)
 	logs := &syncBuffer{}
 	cmd.Stdout, cmd.Stderr = logs, logs
 	if err := cmd.Start(); err != nil {
