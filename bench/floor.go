@@ -69,8 +69,8 @@ func (f *floorReader) Run() FloorResult {
 	f.pids = f.pids[:0]
 	unix.Seek(f.procfd, 0, 0)
 	for {
-		n, err := unix.Getdents(f.procfd, f.dirents)
-		if err != nil || n <= 0 {
+		n, _, errno := unix.RawSyscall(unix.SYS_GETDENTS64, uintptr(f.procfd), uintptr(unsafe.Pointer(&f.dirents[0])), uintptr(len(f.dirents)))
+		if errno != 0 || int(n) <= 0 {
 			break
 		}
 		b := f.dirents[:n]
@@ -125,13 +125,15 @@ func (f *floorReader) read(pid int, name string) []byte {
 	f.path = append(f.path, '/')
 	f.path = append(f.path, name...)
 	f.path = append(f.path, 0)
-	fd, _, errno := unix.Syscall6(unix.SYS_OPENAT, uintptr(f.procfd), uintptr(unsafe.Pointer(&f.path[0])),
+	// Raw syscalls: no Go scheduler bookkeeping around them, as a C
+	// program would do it.
+	fd, _, errno := unix.RawSyscall6(unix.SYS_OPENAT, uintptr(f.procfd), uintptr(unsafe.Pointer(&f.path[0])),
 		uintptr(unix.O_RDONLY|unix.O_CLOEXEC), 0, 0, 0)
 	if errno != 0 {
 		return nil
 	}
-	n, _, errno := unix.Syscall(unix.SYS_READ, fd, uintptr(unsafe.Pointer(&f.buf[0])), uintptr(len(f.buf)))
-	unix.Syscall(unix.SYS_CLOSE, fd, 0, 0)
+	n, _, errno := unix.RawSyscall(unix.SYS_READ, fd, uintptr(unsafe.Pointer(&f.buf[0])), uintptr(len(f.buf)))
+	unix.RawSyscall(unix.SYS_CLOSE, fd, 0, 0)
 	if errno != 0 {
 		return nil
 	}
