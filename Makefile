@@ -53,6 +53,13 @@ fuzz:
 fuzz-short:
 	$(call run_fuzz,$(FUZZTIME_SHORT))
 
+# soak runs the exporter with probes on under steady scrapes and process
+# churn for SOAK_DURATION, and checks RSS, goroutines, fds, mappings and
+# VmLck stay flat (make test runs a 40 s form of the same test).
+SOAK_DURATION ?= 10m
+soak:
+	MEMLOCK_SOAK_DURATION=$(SOAK_DURATION) $(GO) test -count=1 -v -timeout 0 -run '^TestSoak$$' ./cmd/memlock_exporter
+
 lint:
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); echo "gofmt: files above need formatting"; exit 1; }
 	$(GO) run honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION) ./...
