@@ -44,8 +44,12 @@ type ScrapeStats struct {
 	Series           int
 	Scanned          float64
 	Reported         float64
-	Lockers          int // reported processes with VmLck > 0
-	Resident         int // processes whose smaps_rollup was read
+	// RatioMedian is the median over rounds of one scrape's CPU (the
+	// exporter's threads' run time across that request) over the floor
+	// pass just before it: less swayed by a noisy neighbour than the mean.
+	RatioMedian float64
+	Lockers     int // reported processes with VmLck > 0
+	Resident    int // processes whose smaps_rollup was read
 }
 
 // NResult is the measurement at one process count.
@@ -207,7 +211,7 @@ func measureN(ctx context.Context, cfg Config, exp *Exporter, floor *floorReader
 	}
 	var fsum FloorResult
 	passes := 0
-	addFloor := func() {
+	addFloor := func() time.Duration {
 		f := floor.Run()
 		fsum.Pids += f.Pids
 		fsum.Reported += f.Reported
@@ -218,6 +222,7 @@ func measureN(ctx context.Context, cfg Config, exp *Exporter, floor *floorReader
 		fsum.Wall += f.Wall
 		fsum.StatusCPU += f.StatusCPU
 		passes++
+		return f.CPU
 	}
 	for _, gz := range []bool{true, false} {
 		st := &res.Identity
@@ -225,7 +230,7 @@ func measureN(ctx context.Context, cfg Config, exp *Exporter, floor *floorReader
 			st = &res.Gzip
 		}
 		var walls []time.Duration
-		var allocs []float64
+		var allocs, ratios []float64
 		var prevAlloc float64
 		// Floor passes and scrapes alternate, so that both see the same
 		// machine (other work, caches) over the run.
@@ -237,10 +242,21 @@ func measureN(ctx context.Context, cfg Config, exp *Exporter, floor *floorReader
 			if ctx.Err() != nil {
 				return ctx.Err()
 			}
-			addFloor()
+			fcpu := addFloor()
+			b0, err := readProcCPU(exp.Pid())
+			if err != nil {
+				return err
+			}
 			s, err := exp.Scrape(ctx, gz)
 			if err != nil {
 				return fmt.Errorf("scrape %d: %w", i, err)
+			}
+			b1, err := readProcCPU(exp.Pid())
+			if err != nil {
+				return err
+			}
+			if fcpu > 0 {
+				ratios = append(ratios, float64(b1.Sched-b0.Sched)/float64(fcpu))
 			}
 			if why := s.Failed(); why != "" {
 				res.Errors = append(res.Errors, why)
@@ -263,6 +279,10 @@ func measureN(ctx context.Context, cfg Config, exp *Exporter, floor *floorReader
 		st.User, st.Sys = (c1.User-c0.User)/k, (c1.Sys-c0.Sys)/k
 		slices.Sort(walls)
 		st.WallP50, st.WallMax = walls[len(walls)/2], walls[len(walls)-1]
+		if len(ratios) > 0 {
+			slices.Sort(ratios)
+			st.RatioMedian = ratios[len(ratios)/2]
+		}
 		for _, a := range allocs {
 			st.AllocPerScrape += a / float64(len(allocs))
 		}
