@@ -27,7 +27,7 @@ func (l *listFlag) Set(v string) error { *l = append(*l, v); return nil }
 func main() {
 	var (
 		ns        = flag.String("n", "1000,10000", "comma-separated process counts")
-		rounds    = flag.Int("rounds", 10, "measured scrapes and floor passes per count and encoding")
+		rounds    = flag.Int("rounds", 15, "measured scrapes and floor passes per count and encoding")
 		exporter  = flag.String("exporter", "./memlock_exporter", "memlock_exporter binary")
 		churnN    = flag.Int("churn-n", 10000, "processes during the churn phase (0: none)")
 		churnRate = flag.Float64("churn-rate", 300, "processes killed and replaced per second during churn")
