@@ -49,7 +49,7 @@ func waitExit(t *testing.T, e *exporterProc, within time.Duration) error {
 // logged (bound: 5 s, a liveness check, not a timing assertion).
 func TestShutdownDuringScrape(t *testing.T) {
 	t.Parallel()
-	bin := buildExporter(t)
+	bin, _ := sharedBuild(t)
 	e := startExporter(t, bin, -1, "--collector.process.include=.*", "--collector.process.max-processes=0")
 	stop := make(chan struct{})
 	var scrapes atomic.Int64
@@ -114,7 +114,7 @@ func TestShutdownDuringProbe(t *testing.T) {
 	if os.Geteuid() != 0 {
 		t.Skip("needs CAP_IPC_LOCK (root) to lock 512 MiB")
 	}
-	bin := buildExporter(t)
+	bin, _ := sharedBuild(t)
 	e := startExporter(t, bin, -1, "--probe.enable", "--probe.modes=mlock", "--probe.size=512MiB", "--probe.max-bytes=512MiB",
 		"--probe.interval=1h", "--probe.timeout=60s", "--log.level=debug")
 	pid := e.cmd.Process.Pid

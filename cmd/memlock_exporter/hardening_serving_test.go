@@ -156,7 +156,7 @@ func fetch(c *http.Client, url, user, pass string) (int, string, error) {
 
 func TestServingTLSAndBasicAuth(t *testing.T) {
 	t.Parallel()
-	bin := buildExporter(t)
+	bin, _ := sharedBuild(t)
 	pki := newTestPKI(t)
 	const user, pass = "prometheus", "correct horse battery staple"
 	hash, err := bcrypt.GenerateFromPassword([]byte(pass), bcrypt.MinCost)
@@ -214,7 +214,7 @@ func TestServingTLSAndBasicAuth(t *testing.T) {
 
 func TestServingMaxRequests(t *testing.T) {
 	t.Parallel()
-	bin := buildExporter(t)
+	bin, _ := sharedBuild(t)
 	const limit = 2
 	e := startExporter(t, bin, -1, fmt.Sprintf("--web.max-requests=%d", limit))
 	client := &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 100}}
@@ -261,7 +261,7 @@ func TestServingMaxRequests(t *testing.T) {
 // (ReadHeaderTimeout, 10 s).
 func TestServingSlowloris(t *testing.T) {
 	t.Parallel()
-	bin := buildExporter(t)
+	bin, _ := sharedBuild(t)
 	e := startExporter(t, bin, -1, "--web.max-requests=2")
 	const conns = 50
 	closed := make(chan time.Duration, conns)
@@ -318,7 +318,7 @@ func TestServingSlowloris(t *testing.T) {
 // 503 to every scrape for ever.
 func TestServingClientNeverReads(t *testing.T) {
 	t.Parallel()
-	bin := buildExporter(t)
+	bin, _ := sharedBuild(t)
 	// Every process reported, and 400 more of them: a response of hundreds
 	// of KiB, more than the socket buffers hold.
 	sleeper, err := exec.LookPath("sleep")
@@ -388,9 +388,9 @@ func TestServingClientNeverReads(t *testing.T) {
 func TestNoSecretsInLabels(t *testing.T) {
 	t.Parallel()
 	requireLinuxProc(t)
-	bin := buildExporter(t)
+	bin, lockerPath := sharedBuild(t)
 	const secret = "s3cr3t-d0-n0t-exp0se-7f1c"
-	cmd := exec.Command(lockerBin, "--password="+secret, "--api-key", secret)
+	cmd := exec.Command(lockerPath, "--password="+secret, "--api-key", secret)
 	cmd.Env = append(os.Environ(), childEnv+"=1", "MEMLOCK_TEST_TOKEN="+secret, "AWS_SECRET_ACCESS_KEY="+secret)
 	stdin, _ := cmd.StdinPipe()
 	stdout, _ := cmd.StdoutPipe()

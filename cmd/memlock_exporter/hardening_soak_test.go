@@ -40,7 +40,7 @@ func TestSoak(t *testing.T) {
 	} else if testing.Short() {
 		t.Skip("-short")
 	}
-	bin := buildExporter(t)
+	bin, locker := sharedBuild(t)
 	e := startExporter(t, bin, -1, "--probe.enable", "--probe.interval=1s", "--probe.modes=mlock,onfault,populate,mlockall",
 		"--probe.size=1MiB", "--collector.process.include="+lockerComm)
 	pid := e.cmd.Process.Pid
@@ -92,7 +92,7 @@ func TestSoak(t *testing.T) {
 	loop(time.Second, func() { getOK("/probe?module=onfault"); mu.Lock(); probes++; mu.Unlock() })
 	// Churn: a locker starts every 200 ms and lives about a second.
 	loop(200*time.Millisecond, func() {
-		cmd := exec.Command(lockerBin)
+		cmd := exec.Command(locker)
 		cmd.Env = append(os.Environ(), childEnv+"=1")
 		stdin, _ := cmd.StdinPipe()
 		cmd.Stdout = io.Discard
