@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
 	"testing"
@@ -155,6 +156,10 @@ func TestCgroupRealV1(t *testing.T) {
 	cfg.Process.MaxProcesses = 0
 	cfg.Process.Smaps = false
 	e := newExporter(t, cfg, "cgroup", "process")
+	// The memcg unevictable count is the size of the unevictable LRU lists:
+	// pages still in a CPU's LRU batch (up to 31 per CPU since 5.19) are not
+	// on them yet, so the kernel may show a few pages less than was locked.
+	minSeen := float64(realCgroupLocked - runtime.NumCPU()*64*os.Getpagesize())
 	var got map[string]float64
 	var processLabels map[string]string
 	start := time.Now()
@@ -166,7 +171,7 @@ func TestCgroupRealV1(t *testing.T) {
 		readStat(parentRel, &parentStat)
 		readStat(childRel, &childStat)
 		got, processLabels = realCgroupScrape(t, e, pid)
-		if got["/"+childRel] >= realCgroupLocked || time.Now().After(deadline) {
+		if got["/"+childRel] >= minSeen || time.Now().After(deadline) {
 			break
 		}
 		time.Sleep(200 * time.Millisecond)
@@ -174,7 +179,7 @@ func TestCgroupRealV1(t *testing.T) {
 	t.Logf("exporter saw the lock after %d scrapes, %v", scrapes, time.Since(start).Round(time.Millisecond))
 	t.Logf("kernel: child unevictable %d total %d; parent unevictable %d total %d",
 		childStat.Unevictable, childStat.TotalUnevictable, parentStat.Unevictable, parentStat.TotalUnevictable)
-	if childStat.Unevictable < realCgroupLocked || parentStat.TotalUnevictable < realCgroupLocked {
+	if float64(childStat.Unevictable) < minSeen || float64(parentStat.TotalUnevictable) < minSeen {
 		t.Errorf("kernel does not show the lock where expected")
 	}
 	if parentStat.Unevictable != 0 {
@@ -182,8 +187,8 @@ func TestCgroupRealV1(t *testing.T) {
 	}
 
 	for _, cg := range []string{"/" + childRel, "/" + parentRel + "/docker", "/" + parentRel} {
-		if got[cg] < realCgroupLocked {
-			t.Errorf("memlock_cgroup_unevictable_bytes{cgroup=%q} = %v, want >= %d (all: %v)", cg, got[cg], realCgroupLocked, got)
+		if got[cg] < minSeen {
+			t.Errorf("memlock_cgroup_unevictable_bytes{cgroup=%q} = %v, want >= %v (all: %v)", cg, got[cg], minSeen, got)
 		}
 	}
 	if processLabels == nil {
