@@ -35,7 +35,19 @@ func TestMain(m *testing.M) {
 type childRequest struct {
 	Limit   uint64
 	Modules []NamedModule
+	// Seccomp installs a filter answering mlock2 with ENOSYS (a kernel
+	// without mlock2) before the probes; HoleAtMap unmaps the region's
+	// last page once mapped, so the lock call meets an unmapped range;
+	// ASSlack, when nonzero, lowers RLIMIT_AS to VmSize plus this much
+	// just before the probes (see failure_more_test.go).
+	Seccomp   bool   `json:",omitempty"`
+	HoleAtMap bool   `json:",omitempty"`
+	ASSlack   uint64 `json:",omitempty"`
 }
+
+// childSkip is the exit status of a test child that the machine denied
+// what it needed (seccomp, say); runUnprivileged skips with its stderr.
+const childSkip = 5
 
 // childOutcome is one module's result as the test child reports it.
 type childOutcome struct {
@@ -43,6 +55,8 @@ type childOutcome struct {
 	Success           bool
 	CapIPCLock        bool
 	Rlimit            uint64
+	// VmLck of the child before and after the probe.
+	VmLckBefore, VmLckAfter uint64
 }
 
 func runTestChild(spec string) int {
@@ -56,16 +70,26 @@ func runTestChild(spec string) int {
 		return 3
 	}
 	exe, _ := os.Executable()
-	r, err := NewRunner(Options{Env: NewEnv("/proc", exe), MaxBytes: 64 << 20})
+	env := NewEnv("/proc", exe)
+	if req.HoleAtMap {
+		env.hook = punchHoleAtMap
+	}
+	r, err := NewRunner(Options{Env: env, MaxBytes: 64 << 20})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 3
 	}
+	if code := childSetup(req); code != 0 {
+		return code
+	}
 	var out []childOutcome
 	for _, m := range req.Modules {
+		before, _ := env.status()
 		res := r.Probe(context.Background(), m.Name, m.Module, slog.New(slog.DiscardHandler))
+		after, _ := env.status()
 		o := childOutcome{Name: m.Name, Reason: string(res.Reason), Success: res.Success,
-			CapIPCLock: res.Headroom.CapIPCLock, Rlimit: res.Headroom.Rlimit}
+			CapIPCLock: res.Headroom.CapIPCLock, Rlimit: res.Headroom.Rlimit,
+			VmLckBefore: before.Locked, VmLckAfter: after.Locked}
 		if res.Err != nil {
 			o.Err = res.Err.Error()
 		}
@@ -109,6 +133,9 @@ func runUnprivileged(t *testing.T, req childRequest) map[string]childOutcome {
 	var stderr strings.Builder
 	cmd.Stderr = &stderr
 	b, err := cmd.Output()
+	if cmd.ProcessState != nil && cmd.ProcessState.ExitCode() == childSkip {
+		t.Skipf("the unprivileged child could not set up: %s", strings.TrimSpace(stderr.String()))
+	}
 	if err != nil {
 		t.Fatalf("unprivileged child: %v: %s", err, stderr.String())
 	}
