@@ -83,8 +83,10 @@ func TestClassifyRealEINVAL(t *testing.T) {
 	}
 }
 
-// Errnos this kernel cannot be made to return on demand (ENOSYS needs a
-// kernel without mlock2) are classified from the value.
+// classify from the errno value alone, the headroom deciding between the
+// two ENOMEMs. Each of these is also produced for real: EPERM, ENOMEM
+// (limit) and EAGAIN above, ENOSYS and ENOMEM (mappings) in
+// failure_more_test.go; EFAULT is not (ReasonOther covers it).
 func TestClassify(t *testing.T) {
 	limited := &Headroom{RlimitKnown: true, Rlimit: 4096}
 	capable := &Headroom{RlimitKnown: true, Rlimit: unlimited, CapIPCLock: true}
@@ -267,9 +269,10 @@ func TestNoLeak(t *testing.T) {
 	if got := vmLck(t); got != base {
 		t.Errorf("VmLck %d after %d cycles, want %d", got, cycles, base)
 	}
-	// The Go runtime maps a little as it goes; a leak would add a mapping
-	// (and a guard-sized one) per cycle.
-	if got := countMaps(t); got > baseMaps+8 {
+	// The Go runtime maps a little as it goes (9 more seen after 200
+	// cycles); a leak would add a mapping (and a guard-sized one) per cycle,
+	// so allow a quarter of the cycles, and at least 16.
+	if got := countMaps(t); got > baseMaps+max(16, cycles/4) {
 		t.Errorf("%d mappings after %d cycles, %d before", got, cycles, baseMaps)
 	}
 	maps, _ := os.ReadFile("/proc/self/maps")
