@@ -2,6 +2,7 @@ package probe
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"os"
 	"runtime"
@@ -25,7 +26,10 @@ func childSetup(req childRequest) int {
 	if req.Seccomp {
 		if err := denyMlock2(); err != nil {
 			fmt.Fprintln(os.Stderr, "seccomp:", err)
-			return childSkip
+			if errors.Is(err, errSeccompDenied) {
+				return childSkip
+			}
+			return 3
 		}
 	}
 	if req.ASSlack > 0 {
@@ -48,13 +52,17 @@ func auditArch() (uint32, bool) {
 	return 0, false
 }
 
+// errSeccompDenied wraps the machine's refusal to install a filter: the
+// test skips on it. A filter that installs but does not hold fails.
+var errSeccompDenied = errors.New("seccomp filter refused")
+
 // denyMlock2 installs, on every thread of the process (TSYNC), a classic
 // BPF seccomp filter that answers mlock2 with ENOSYS, as a kernel older
 // than 4.4 would, and allows everything else.
 func denyMlock2() error {
 	arch, ok := auditArch()
 	if !ok {
-		return fmt.Errorf("no audit arch known for %s", runtime.GOARCH)
+		return fmt.Errorf("%w: no audit arch known for %s", errSeccompDenied, runtime.GOARCH)
 	}
 	const (
 		offNr   = 0 // offsetof(struct seccomp_data, nr)
@@ -74,12 +82,12 @@ func denyMlock2() error {
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
 	if err := unix.Prctl(unix.PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0); err != nil {
-		return fmt.Errorf("prctl(PR_SET_NO_NEW_PRIVS): %w", err)
+		return fmt.Errorf("%w: prctl(PR_SET_NO_NEW_PRIVS): %w", errSeccompDenied, err)
 	}
 	r, _, errno := unix.Syscall(unix.SYS_SECCOMP, unix.SECCOMP_SET_MODE_FILTER, unix.SECCOMP_FILTER_FLAG_TSYNC, uintptr(unsafe.Pointer(&fprog)))
 	runtime.KeepAlive(prog)
 	if errno != 0 {
-		return fmt.Errorf("seccomp(SECCOMP_SET_MODE_FILTER, TSYNC): %w", errno)
+		return fmt.Errorf("%w: seccomp(SECCOMP_SET_MODE_FILTER, TSYNC): %w", errSeccompDenied, errno)
 	}
 	if r != 0 {
 		return fmt.Errorf("seccomp TSYNC: thread %d cannot take the filter", r)

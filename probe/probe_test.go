@@ -36,8 +36,8 @@ type childRequest struct {
 	Limit   uint64
 	Modules []NamedModule
 	// Seccomp installs a filter answering mlock2 with ENOSYS (a kernel
-	// without mlock2) before the probes; HoleAtMap unmaps the region's
-	// last page once mapped, so the lock call meets an unmapped range;
+	// without mlock2) before the probes; HoleAtMap unmaps a page in the
+	// middle of the region once mapped, so the lock call meets a hole;
 	// ASSlack, when nonzero, lowers RLIMIT_AS to VmSize plus this much
 	// just before the probes (see failure_more_test.go).
 	Seccomp   bool   `json:",omitempty"`
