@@ -7,7 +7,9 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -15,6 +17,8 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
+	dto "github.com/prometheus/client_model/go"
+	"golang.org/x/sys/unix"
 
 	"github.com/memlock-exporter/memlock_exporter/collector"
 	"github.com/memlock-exporter/memlock_exporter/probe"
@@ -233,5 +237,86 @@ func TestProbeBadFlags(t *testing.T) {
 		if !strings.Contains(stderr.String(), tc.flag) {
 			t.Errorf("%v: message %q does not name %s", tc.args, stderr.String(), tc.flag)
 		}
+	}
+}
+
+// TestProbeSizeAuto runs the built exporter as nobody (no capability) with
+// RLIMIT_MEMLOCK set by prlimit(1), --probe.size=auto and a background
+// schedule, and reads what the first background probe locked: half the
+// headroom rounded up to whole pages, and never above --probe.max-bytes.
+// The limit is the binding constraint (a few hundred KiB, far below any
+// cgroup or MemAvailable here); the test skips if another one binds.
+func TestProbeSizeAuto(t *testing.T) {
+	requireLinuxProc(t)
+	if os.Geteuid() != 0 {
+		t.Skip("needs root to start the exporter as another user")
+	}
+	prlimit, err := exec.LookPath("prlimit")
+	if err != nil {
+		t.Skip("needs prlimit(1) (util-linux) to start the exporter with a lowered RLIMIT_MEMLOCK")
+	}
+	var hard unix.Rlimit
+	if err := unix.Getrlimit(unix.RLIMIT_MEMLOCK, &hard); err != nil {
+		t.Fatal(err)
+	}
+	page := uint64(os.Getpagesize())
+	bin, _ := sharedBuild(t)
+	for _, tc := range []struct {
+		name     string
+		limit    uint64
+		maxBytes string
+		want     uint64
+	}{
+		// 51 pages: half is 25.5 pages, rounded up to 26.
+		{"half_headroom", 51 * page, "16MiB", 26 * page},
+		// half of 4 MiB is 2 MiB, above the 1 MiB budget.
+		{"capped_by_max_bytes", 4 << 20, "1MiB", 1 << 20},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if hard.Max != unix.RLIM_INFINITY && tc.limit > hard.Max {
+				t.Skipf("RLIMIT_MEMLOCK hard limit %d is below the %d the case sets", hard.Max, tc.limit)
+			}
+			lim := strconv.FormatUint(tc.limit, 10)
+			e := startExporterCmd(t, func(addr string) *exec.Cmd {
+				cmd := exec.Command(prlimit, "--memlock="+lim+":"+lim, "--", bin, "--web.listen-address="+addr,
+					"--probe.enable", "--probe.interval=1h", "--probe.modes=mlock", "--probe.size=auto",
+					"--probe.max-bytes="+tc.maxBytes)
+				cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65534, Gid: 65534, Groups: []uint32{}}}
+				return cmd
+			}, nil)
+			mlock := map[string]string{"mode": "mlock"}
+			// The first background round starts with the schedule; wait
+			// for its result (a wait, not a timed assertion).
+			var mfs map[string]*dto.MetricFamily
+			for deadline := time.Now().Add(15 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+				mfs = e.scrape(t)
+				if runs, _ := value(mfs, "memlock_probe_runs_total", mlock); runs >= 1 {
+					break
+				}
+				if time.Now().After(deadline) {
+					t.Fatalf("no background probe result yet\n%s", e.logs)
+				}
+			}
+			if v, _ := value(mfs, "memlock_exporter_cap_ipc_lock", nil); v != 0 {
+				t.Fatalf("the exporter has CAP_IPC_LOCK: the limit does not bind")
+			}
+			rl, _ := value(mfs, "memlock_probe_headroom_bytes", map[string]string{"constraint": "rlimit"})
+			eff, _ := value(mfs, "memlock_probe_headroom_bytes", map[string]string{"constraint": "effective"})
+			if rl != float64(tc.limit) {
+				t.Fatalf("rlimit headroom %v, want the limit %d (VmLck 0 between probes)", rl, tc.limit)
+			}
+			if eff != rl {
+				t.Skipf("another constraint binds below the limit: effective headroom %v, rlimit %v", eff, rl)
+			}
+			got, _ := value(mfs, "memlock_probe_bytes", mlock)
+			ok, _ := value(mfs, "memlock_probe_success", mlock)
+			t.Logf("RLIMIT_MEMLOCK %d, --probe.max-bytes=%s: auto probe locked %.0f bytes, success %v", tc.limit, tc.maxBytes, got, ok)
+			if got != float64(tc.want) {
+				t.Errorf("memlock_probe_bytes %v, want %d\n%s", got, tc.want, e.logs)
+			}
+			if ok != 1 {
+				t.Errorf("the auto-sized probe failed\n%s", e.logs)
+			}
+		})
 	}
 }
