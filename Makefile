@@ -33,25 +33,19 @@ unit:
 	$(GO) test -race -count=1 ./...
 
 # fuzz runs every Fuzz* target of every package for FUZZTIME each, one at a
-# time (go test -fuzz takes one target per run). Crashers land in the
-# package's testdata/fuzz/<FuzzName>/ and become regression seeds.
+# time (scripts/fuzz.sh). Crashers land in the package's testdata/fuzz/<FuzzName>/
+# and become regression seeds.
 FUZZTIME       ?= 30s
-FUZZTIME_SHORT ?= 3s
-define run_fuzz
-	@set -e; list=$$($(GO) test -list '^Fuzz' ./...); \
-	echo "$$list" | awk '/^Fuzz/ { f[n++] = $$1; next } /^ok / { for (i = 0; i < n; i++) print $$2, f[i]; n = 0 }' | \
-	while read pkg f; do \
-	  echo "fuzz $$pkg $$f for $(1)"; \
-	  $(GO) test -run '^$$' -fuzz "^$$f$$" -fuzztime $(1) $$pkg </dev/null || exit 1; \
-	done
-endef
+# fuzz-short, the pass make test (and so CI) runs, counts executions instead
+# of seconds: a duration can end in Go 1.26's fuzz deadline race
+# (golang/go#75804), a count cannot.
+FUZZTIME_SHORT ?= 3000x
 
 fuzz:
-	$(call run_fuzz,$(FUZZTIME))
+	GO=$(GO) scripts/fuzz.sh $(FUZZTIME)
 
-# fuzz-short is the brief pass make test (and so CI) runs.
 fuzz-short:
-	$(call run_fuzz,$(FUZZTIME_SHORT))
+	GO=$(GO) scripts/fuzz.sh $(FUZZTIME_SHORT)
 
 # soak runs the exporter with probes on under steady scrapes and process
 # churn for SOAK_DURATION, and checks RSS, goroutines, fds, mappings and
