@@ -168,10 +168,24 @@ func freePort(t *testing.T) string {
 }
 
 type exporterProc struct {
-	cmd  *exec.Cmd
-	addr string
-	logs *syncBuffer
-	done chan error
+	cmd    *exec.Cmd
+	addr   string
+	logs   *syncBuffer
+	exited chan struct{} // closed when the process has exited; err is then set
+	err    error
+}
+
+// wait waits for the process to exit, up to within, and returns its error
+// (nil for exit status 0). Any number of callers may wait.
+func (e *exporterProc) wait(t *testing.T, within time.Duration) error {
+	t.Helper()
+	select {
+	case <-e.exited:
+		return e.err
+	case <-time.After(within):
+		t.Fatalf("no exit within %v\n%s", within, e.logs)
+		return nil
+	}
 }
 
 // syncBuffer collects a child's output, written by exec's copying goroutine
@@ -197,25 +211,43 @@ func (s *syncBuffer) String() string {
 // answers /-/ready.
 func startExporter(t *testing.T, bin string, uid int, args ...string) *exporterProc {
 	t.Helper()
-	addr := freePort(t)
-	cmd := exec.Command(bin, append([]string{"--web.listen-address=" + addr}, args...)...)
-	if uid >= 0 {
-		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: uint32(uid), Gid: uint32(uid)}}
+	return startExporterCmd(t, func(addr string) *exec.Cmd {
+		cmd := exec.Command(bin, append([]string{"--web.listen-address=" + addr}, args...)...)
+		if uid >= 0 {
+			cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: uint32(uid), Gid: uint32(uid)}}
+		}
+		return cmd
+	}, nil)
+}
+
+// startExporterCmd starts what newCmd builds for a free address (the
+// exporter, possibly behind a wrapper, with credentials) and waits until
+// ready answers 200 (plain HTTP /-/ready when ready is nil). The process is
+// killed when the test ends.
+func startExporterCmd(t *testing.T, newCmd func(addr string) *exec.Cmd, ready func(addr string) (*http.Response, error)) *exporterProc {
+	t.Helper()
+	if ready == nil {
+		ready = func(addr string) (*http.Response, error) { return http.Get("http://" + addr + "/-/ready") }
 	}
+	addr := freePort(t)
+	cmd := newCmd(addr)
 	logs := &syncBuffer{}
 	cmd.Stdout, cmd.Stderr = logs, logs
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	e := &exporterProc{cmd: cmd, addr: addr, logs: logs, done: make(chan error, 1)}
-	go func() { e.done <- cmd.Wait() }()
+	e := &exporterProc{cmd: cmd, addr: addr, logs: logs, exited: make(chan struct{})}
+	go func() {
+		e.err = cmd.Wait()
+		close(e.exited)
+	}()
 	t.Cleanup(func() {
 		cmd.Process.Kill()
-		<-e.done
+		<-e.exited
 	})
 	deadline := time.Now().Add(15 * time.Second)
 	for {
-		resp, err := http.Get("http://" + addr + "/-/ready")
+		resp, err := ready(addr)
 		if err == nil {
 			resp.Body.Close()
 			if resp.StatusCode == 200 {
@@ -223,8 +255,8 @@ func startExporter(t *testing.T, bin string, uid int, args ...string) *exporterP
 			}
 		}
 		select {
-		case err := <-e.done:
-			t.Fatalf("exporter exited: %v\n%s", err, logs)
+		case <-e.exited:
+			t.Fatalf("exporter exited: %v\n%s", e.err, logs)
 		default:
 		}
 		if time.Now().After(deadline) {
@@ -379,14 +411,8 @@ func TestEndToEnd(t *testing.T) {
 
 	// SIGTERM ends it cleanly.
 	exp.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case err := <-exp.done:
-		exp.done <- err // for the cleanup
-		if err != nil {
-			t.Errorf("exit after SIGTERM: %v\n%s", err, exp.logs)
-		}
-	case <-time.After(10 * time.Second):
-		t.Error("no exit 10 s after SIGTERM")
+	if err := exp.wait(t, 10*time.Second); err != nil {
+		t.Errorf("exit after SIGTERM: %v\n%s", err, exp.logs)
 	}
 }
 

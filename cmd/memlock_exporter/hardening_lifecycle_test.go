@@ -34,14 +34,7 @@ func vmLck(pid int) int {
 // error (nil for exit status 0).
 func waitExit(t *testing.T, e *exporterProc, within time.Duration) error {
 	t.Helper()
-	select {
-	case err := <-e.done:
-		e.done <- err // for the cleanup
-		return err
-	case <-time.After(within):
-		t.Fatalf("no exit %v after SIGTERM\n%s", within, e.logs)
-		return nil
-	}
+	return e.wait(t, within)
 }
 
 // TestShutdownDuringScrape sends SIGTERM while scrapes run: exit status 0.

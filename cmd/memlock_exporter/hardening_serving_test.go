@@ -98,48 +98,6 @@ func startExporterWith(t *testing.T, bin string, ready func(addr string) (*http.
 	}, ready)
 }
 
-// startExporterCmd starts what newCmd builds for a free address (the
-// exporter, possibly behind a wrapper, with credentials) and waits until
-// ready answers 200 (plain HTTP /-/ready when ready is nil).
-func startExporterCmd(t *testing.T, newCmd func(addr string) *exec.Cmd, ready func(addr string) (*http.Response, error)) *exporterProc {
-	t.Helper()
-	if ready == nil {
-		ready = func(addr string) (*http.Response, error) { return http.Get("http://" + addr + "/-/ready") }
-	}
-	addr := freePort(t)
-	cmd := newCmd(addr)
-	logs := &syncBuffer{}
-	cmd.Stdout, cmd.Stderr = logs, logs
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	e := &exporterProc{cmd: cmd, addr: addr, logs: logs, done: make(chan error, 1)}
-	go func() { e.done <- cmd.Wait() }()
-	t.Cleanup(func() {
-		cmd.Process.Kill()
-		<-e.done
-	})
-	deadline := time.Now().Add(15 * time.Second)
-	for {
-		resp, err := ready(addr)
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == 200 {
-				return e
-			}
-		}
-		select {
-		case err := <-e.done:
-			t.Fatalf("exporter exited: %v\n%s", err, logs)
-		default:
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("exporter not ready: %v\n%s", err, logs)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-}
-
 func fetch(c *http.Client, url, user, pass string) (int, string, error) {
 	req, _ := http.NewRequest("GET", url, nil)
 	if user != "" {
