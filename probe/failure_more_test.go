@@ -221,6 +221,18 @@ func TestFailureRealENOMEMMappings(t *testing.T) {
 		}
 		wantClean(t, got)
 	})
+	// A region larger than the memlock headroom whose plain mmap fails:
+	// still enomem_mappings, since a mapping without MAP_LOCKED is not
+	// checked against RLIMIT_MEMLOCK.
+	t.Run("address_space_over_the_limit", func(t *testing.T) {
+		var ms []NamedModule
+		for _, mode := range []Mode{ModeMlock, ModeOnfault} {
+			ms = append(ms, NamedModule{Name: string(mode), Module: Module{Mode: mode, Size: 4 << 20, IgnoreHeadroom: true}})
+		}
+		got := runUnprivileged(t, childRequest{Limit: 1 << 20, ASSlack: 1 << 20, Modules: ms})
+		wantReasons(t, got, map[string]Reason{"mlock": ReasonENOMEMMappings, "onfault": ReasonENOMEMMappings})
+		wantClean(t, got)
+	})
 	t.Run("hole", func(t *testing.T) {
 		got := runUnprivileged(t, childRequest{Limit: 1 << 20, HoleAtMap: true, Modules: []NamedModule{
 			{Name: "mlock", Module: Module{Mode: ModeMlock, Size: 64 << 10}},

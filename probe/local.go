@@ -50,10 +50,13 @@ func runLocal(ctx context.Context, env *Env, m Module, res *Result, logger *slog
 	res.timed(PhaseVerify, t)
 
 	t = time.Now()
+	// A plain mapping is not checked against RLIMIT_MEMLOCK, so its ENOMEM
+	// is address space or mappings whatever the headroom: classify it
+	// without one.
 	r, err := reserve(length, m.HugePages)
 	if err != nil {
 		res.timed(PhaseMap, t)
-		return res.failErrno("mmap", err, &res.Headroom)
+		return res.failErrno("mmap", err, nil)
 	}
 	defer func() {
 		if err := r.release(); err != nil {
@@ -63,7 +66,7 @@ func runLocal(ctx context.Context, env *Env, m Module, res *Result, logger *slog
 	if !spec.populate {
 		if err := r.mapFixed(0, length, 0); err != nil {
 			res.timed(PhaseMap, t)
-			return res.failErrno("mmap", err, &res.Headroom)
+			return res.failErrno("mmap", err, nil)
 		}
 		if m.HugePages {
 			if err := unix.Madvise(r.mem, unix.MADV_HUGEPAGE); err != nil {
