@@ -10,7 +10,6 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
-	"sync"
 
 	"github.com/memlock-exporter/memlock_exporter/internal/linux"
 	"github.com/prometheus/client_golang/prometheus"
@@ -30,7 +29,7 @@ type cgroupCollector struct {
 	include       *regexp.Regexp
 	includePrefix string
 	logger        *slog.Logger
-	readers       sync.Pool
+	bufs          bufPool
 
 	unevictable, limit, usage *prometheus.Desc
 	scanned, reported         *prometheus.Desc
@@ -60,7 +59,7 @@ func newCgroupCollector(en *env) (Collector, error) {
 	if c.include != nil {
 		c.includePrefix, _ = c.include.LiteralPrefix()
 	}
-	c.readers.New = func() any { return linux.NewReader(4096) }
+	c.bufs = newBufPool(4)
 	return c, nil
 }
 
@@ -132,8 +131,9 @@ func (c *cgroupCollector) Update(ctx context.Context, _ *Scrape, ch chan<- prome
 		return err
 	}
 	defer dir.Close()
-	r := c.readers.Get().(*linux.Reader)
-	defer c.readers.Put(r)
+	bufs := c.bufs.get()
+	defer c.bufs.put(bufs)
+	r := bufs.r
 
 	w := &cgroupWalk{c: c, ctx: ctx, h: h, dir: dir, r: r, ch: ch}
 	walkErr := w.visit("", false)

@@ -116,8 +116,9 @@ func (c *processCollector) Update(ctx context.Context, s *Scrape, ch chan<- prom
 		return err
 	}
 	defer dir.Close()
-	r := c.scanner.readers.Get().(*linux.Reader)
-	defer c.scanner.readers.Put(r)
+	bufs := c.scanner.bufs.get()
+	defer c.scanner.bufs.put(bufs)
+	r := bufs.r
 
 	var malformed []error
 	reported := 0

@@ -9,7 +9,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 
 	"github.com/memlock-exporter/memlock_exporter/internal/linux"
 	"golang.org/x/sys/unix"
@@ -25,16 +24,9 @@ type processScanner struct {
 	// samePidNS is true when procPath shows our own pid namespace, so that
 	// prlimit(2) on its pids means the same processes.
 	samePidNS bool
-	readers   sync.Pool
-	// spare keeps the scan's reader and pid list from one scrape to the
-	// next (a sync.Pool is emptied by every other GC, and a GC runs about
-	// once a scrape), so that a scrape allocates nothing per process.
-	spare chan *scanBufs
-}
-
-type scanBufs struct {
-	r    *linux.Reader
-	pids []int
+	// bufs serves the scan and the process collector's per-process reads,
+	// so that a scrape allocates nothing per process.
+	bufs bufPool
 }
 
 func newProcessScanner(cfg Config, logger *slog.Logger) (*processScanner, error) {
@@ -42,8 +34,7 @@ func newProcessScanner(cfg Config, logger *slog.Logger) (*processScanner, error)
 	if self, err := os.Readlink(filepath.Join(cfg.ProcPath, "self")); err == nil && self == strconv.Itoa(os.Getpid()) {
 		s.samePidNS = true
 	}
-	s.readers.New = func() any { return linux.NewReader(4096) }
-	s.spare = make(chan *scanBufs, 2)
+	s.bufs = newBufPool(4)
 	return s, nil
 }
 
@@ -129,18 +120,8 @@ func (ps *processScanner) scan(ctx context.Context) *processScan {
 		return res
 	}
 	defer dir.Close()
-	var bufs *scanBufs
-	select {
-	case bufs = <-ps.spare:
-	default:
-		bufs = &scanBufs{r: linux.NewReader(4096), pids: make([]int, 0, 1024)}
-	}
-	defer func() {
-		select {
-		case ps.spare <- bufs:
-		default:
-		}
-	}()
+	bufs := ps.bufs.get()
+	defer ps.bufs.put(bufs)
 	r := bufs.r
 	pids, err := r.Pids(dir, bufs.pids[:0])
 	bufs.pids = pids
