@@ -549,10 +549,9 @@ func TestHostileMemoryBounded(t *testing.T) {
 	}
 }
 
-// FuzzSystemMeminfo runs the system collector over fuzzed /proc/meminfo
-// contents, the one file whose parser is procfs's, not ours: it must fail
-// with an error, never panic (procfs's parseMemInfo once panicked on a
-// blank line; the collector framework would recover, but must not have to).
+// FuzzSystemMeminfo runs the whole system collector, file reading included,
+// over fuzzed /proc/meminfo contents: it must fail with an error, never
+// panic (the collector framework would recover, but must not have to).
 func FuzzSystemMeminfo(f *testing.F) {
 	good, err := os.ReadFile(filepath.Join("testdata", "proc", "meminfo"))
 	if err != nil {

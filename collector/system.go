@@ -9,13 +9,11 @@ import (
 
 	"github.com/memlock-exporter/memlock_exporter/internal/linux"
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/procfs"
 )
 
 // systemCollector reports system-wide locked and unevictable memory from
 // /proc/meminfo and /proc/vmstat, and per NUMA node from sysfs.
 type systemCollector struct {
-	fs       procfs.FS
 	procPath string
 	sysPath  string
 	pageSize float64
@@ -26,15 +24,10 @@ type systemCollector struct {
 }
 
 func newSystemCollector(en *env) (Collector, error) {
-	fs, err := procfs.NewFS(en.cfg.ProcPath)
-	if err != nil {
-		return nil, err
-	}
 	d := func(sub, name, help string, labels ...string) *prometheus.Desc {
 		return prometheus.NewDesc(prometheus.BuildFQName(namespace, sub, name), help, labels, nil)
 	}
 	return &systemCollector{
-		fs:       fs,
 		procPath: en.cfg.ProcPath,
 		sysPath:  en.cfg.SysPath,
 		pageSize: float64(os.Getpagesize()),
@@ -60,23 +53,19 @@ func (c *systemCollector) Describe(ch chan<- *prometheus.Desc) {
 }
 
 func (c *systemCollector) Update(ctx context.Context, _ *Scrape, ch chan<- prometheus.Metric) error {
-	// procfs reads meminfo by path, following links and waiting on a
-	// FIFO: the file is checked (and its size bounded) first.
-	if _, err := readRegular(filepath.Join(c.procPath, "meminfo"), linux.MaxFileSize); err != nil {
-		return fmt.Errorf("meminfo: %w", err)
-	}
-	mi, err := c.fs.Meminfo()
+	b, err := readRegular(filepath.Join(c.procPath, "meminfo"), linux.MaxFileSize)
 	if err != nil {
 		return fmt.Errorf("meminfo: %w", err)
 	}
-	if mi.MemTotalBytes == nil || mi.MlockedBytes == nil || mi.UnevictableBytes == nil {
-		return fmt.Errorf("meminfo: %w: MemTotal, Mlocked or Unevictable missing", linux.ErrMalformed)
+	mi, err := linux.ParseMeminfo(b)
+	if err != nil {
+		return err
 	}
-	ch <- prometheus.MustNewConstMetric(c.memTotal, prometheus.GaugeValue, float64(*mi.MemTotalBytes))
-	ch <- prometheus.MustNewConstMetric(c.mlocked, prometheus.GaugeValue, float64(*mi.MlockedBytes))
-	ch <- prometheus.MustNewConstMetric(c.unevictable, prometheus.GaugeValue, float64(*mi.UnevictableBytes))
+	ch <- prometheus.MustNewConstMetric(c.memTotal, prometheus.GaugeValue, float64(mi.MemTotal))
+	ch <- prometheus.MustNewConstMetric(c.mlocked, prometheus.GaugeValue, float64(mi.Mlocked))
+	ch <- prometheus.MustNewConstMetric(c.unevictable, prometheus.GaugeValue, float64(mi.Unevictable))
 
-	b, err := readRegular(filepath.Join(c.procPath, "vmstat"), linux.MaxFileSize)
+	b, err = readRegular(filepath.Join(c.procPath, "vmstat"), linux.MaxFileSize)
 	if err != nil {
 		return err
 	}
@@ -107,7 +96,7 @@ func (c *systemCollector) updateNodes(ch chan<- prometheus.Metric) error {
 		if err != nil {
 			return err
 		}
-		m, err := linux.ParseNodeMeminfo(b)
+		m, err := linux.ParseMeminfo(b)
 		if err != nil {
 			return fmt.Errorf("%s: %w", dir, err)
 		}

@@ -67,10 +67,10 @@ func BenchmarkParseVMStat(b *testing.B) {
 	}
 }
 
-func BenchmarkParseNodeMeminfo(b *testing.B) {
+func BenchmarkParseMeminfo(b *testing.B) {
 	data := benchInput(b, "node_meminfo.txt")
 	for b.Loop() {
-		if _, err := linux.ParseNodeMeminfo(data); err != nil {
+		if _, err := linux.ParseMeminfo(data); err != nil {
 			b.Fatal(err)
 		}
 	}

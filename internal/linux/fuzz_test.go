@@ -58,10 +58,10 @@ func FuzzParseVMStat(f *testing.F) {
 	})
 }
 
-func FuzzParseNodeMeminfo(f *testing.F) {
-	seed(f, "node_meminfo.txt")
+func FuzzParseMeminfo(f *testing.F) {
+	seed(f, "meminfo.txt", "node_meminfo.txt")
 	f.Fuzz(func(t *testing.T, b []byte) {
-		_, err := ParseNodeMeminfo(b)
+		_, err := ParseMeminfo(b)
 		mustBeMalformed(t, err)
 	})
 }

@@ -1,8 +1,10 @@
 // Package linux parses the kernel files memlock_exporter reads where
 // github.com/prometheus/procfs has no parser or keeps too little: the
 // memlock fields of /proc/<pid>/status in one allocation-free pass, the hard
-// column of the memlock limit, smaps_rollup's Locked line, /proc/vmstat, the
-// per-node meminfo in sysfs and /proc/sysvipc/shm.
+// column of the memlock limit, smaps_rollup's Locked line, /proc/vmstat,
+// /proc/meminfo and the per-node meminfo in sysfs from bytes already read
+// (procfs parses meminfo only from a file it opens itself), /proc/sysvipc/shm
+// and the cgroup files.
 //
 // Every parser takes the file's bytes and never panics on malformed input
 // (each has a fuzz target); errors wrap ErrMalformed.

@@ -156,21 +156,28 @@ func TestParseVMStat(t *testing.T) {
 	}
 }
 
-func TestParseNodeMeminfo(t *testing.T) {
-	m, err := ParseNodeMeminfo(fixture(t, "node_meminfo.txt"))
-	if err != nil {
-		t.Fatal(err)
+func TestParseMeminfo(t *testing.T) {
+	for _, file := range []string{"meminfo.txt", "node_meminfo.txt"} {
+		m, err := ParseMeminfo(fixture(t, file))
+		if err != nil {
+			t.Fatalf("%s: %v", file, err)
+		}
+		if m.MemTotal == 0 || m.Unevictable < m.Mlocked {
+			t.Errorf("%s: %+v", file, m)
+		}
 	}
-	if m.MemTotal == 0 || m.Unevictable < m.Mlocked {
-		t.Errorf("fixture: %+v", m)
+	m, err := ParseMeminfo([]byte("Node 1 MemTotal:  100 kB\nNode 1 MemFree: 5 kB\nNode 1 Unevictable: 3 kB\nNode 1 Mlocked: 2 kB\n"))
+	if err != nil || m != (Meminfo{100 << 10, 2 << 10, 3 << 10}) {
+		t.Errorf("node: got %+v, %v", m, err)
 	}
-	m, err = ParseNodeMeminfo([]byte("Node 1 MemTotal:  100 kB\nNode 1 MemFree: 5 kB\nNode 1 Unevictable: 3 kB\nNode 1 Mlocked: 2 kB\n"))
-	if err != nil || m != (NodeMeminfo{100 << 10, 2 << 10, 3 << 10}) {
-		t.Errorf("got %+v, %v", m, err)
+	m, err = ParseMeminfo([]byte("MemTotal:  100 kB\nMemFree: 5 kB\nUnevictable: 3 kB\nMlocked: 2 kB\nHugePages_Total:       0\n"))
+	if err != nil || m != (Meminfo{100 << 10, 2 << 10, 3 << 10}) {
+		t.Errorf("system: got %+v, %v", m, err)
 	}
 	for _, in := range []string{"", "MemTotal: 1 kB\n", "Node x MemTotal: 1 kB\n", "Node 0 MemTotal: 1 kB\n",
-		"Node 0 MemTotal: 1 kB\nNode 0 Mlocked: a kB\nNode 0 Unevictable: 1 kB\n"} {
-		if _, err := ParseNodeMeminfo([]byte(in)); !errors.Is(err, ErrMalformed) {
+		"Node 0 MemTotal: 1 kB\nNode 0 Mlocked: a kB\nNode 0 Unevictable: 1 kB\n",
+		"MemTotal: 1 kB\nMlocked: 0x10 kB\nUnevictable: 1 kB\n", "MemTotal: 1 MB\nMlocked: 1 kB\nUnevictable: 1 kB\n"} {
+		if _, err := ParseMeminfo([]byte(in)); !errors.Is(err, ErrMalformed) {
 			t.Errorf("%q: got %v, want ErrMalformed", in, err)
 		}
 	}
