@@ -30,13 +30,6 @@ func vmLck(pid int) int {
 	return -1
 }
 
-// waitExit waits for the exporter to exit after a signal and returns its
-// error (nil for exit status 0).
-func waitExit(t *testing.T, e *exporterProc, within time.Duration) error {
-	t.Helper()
-	return e.wait(t, within)
-}
-
 // TestShutdownDuringScrape sends SIGTERM while scrapes run: exit status 0.
 // Then a new exporter on the same port serves again, and how soon is
 // logged (bound: 5 s, a liveness check, not a timing assertion).
@@ -66,7 +59,7 @@ func TestShutdownDuringScrape(t *testing.T) {
 	}
 	time.Sleep(500 * time.Millisecond)
 	e.cmd.Process.Signal(syscall.SIGTERM)
-	err := waitExit(t, e, 10*time.Second)
+	err := e.wait(t, 10*time.Second)
 	exited := time.Now()
 	close(stop)
 	wg.Wait()
@@ -138,7 +131,7 @@ func TestShutdownDuringProbe(t *testing.T) {
 			t.Fatalf("still running 15 s after SIGTERM, VmLck %d kB\n%s", v, e.logs)
 		}
 	}
-	if err := waitExit(t, e, 10*time.Second); err != nil {
+	if err := e.wait(t, 10*time.Second); err != nil {
 		t.Fatalf("exit after SIGTERM during a probe: %v\n%s", err, e.logs)
 	}
 	logs := e.logs.String()
