@@ -1,6 +1,7 @@
 package probe
 
 import (
+	"errors"
 	"fmt"
 	"math"
 	"os"
@@ -11,13 +12,17 @@ import (
 	"go.yaml.in/yaml/v2"
 )
 
+// ErrZeroSize is wrapped by ParseSize's error for a size of zero bytes.
+var ErrZeroSize = errors.New("zero bytes")
+
 // Bytes is a size in bytes that YAML and flags write as "64KiB", "1MiB",
 // "4096" or "auto" (0).
 type Bytes uint64
 
 // ParseSize parses a size: a decimal number with an optional base-2 unit
 // (B, K, KB, KiB, M, MB, MiB, G, GB, GiB; K and KB mean 1024, as in
-// kingpin's byte flags), or "auto", which is 0.
+// kingpin's byte flags), or "auto", which is 0. A number of zero bytes is
+// refused: auto must be asked for by name.
 func ParseSize(s string) (Bytes, error) {
 	t := strings.TrimSpace(s)
 	if t == "auto" {
@@ -49,6 +54,11 @@ func ParseSize(s string) (Bytes, error) {
 	}
 	if n > math.MaxUint64/mult {
 		return 0, fmt.Errorf("size %q: %w: too large", s, errMalformed)
+	}
+	if n == 0 {
+		// 0 is not a shorthand for auto: a probe of no bytes is a mistake,
+		// and auto can lock far more than the operator meant.
+		return 0, fmt.Errorf("size %q: %w: %w", s, errMalformed, ErrZeroSize)
 	}
 	return Bytes(n * mult), nil
 }

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"golang.org/x/sys/unix"
 )
 
 const namespace = "memlock"
@@ -44,14 +45,13 @@ type modeState struct {
 }
 
 // metrics are the background schedule's metrics, and the exporter's own
-// headroom and limits read at scrape time.
+// headroom read at scrape time.
 type metrics struct {
 	phase    *prometheus.HistogramVec
 	duration *prometheus.HistogramVec
 
 	success, lastRun, bytes, perPage, runs, failures *prometheus.Desc
 	headroom                                         *prometheus.Desc
-	limitSoft, limitHard, capIPCLock, locked         *prometheus.Desc
 	reloadOK                                         *prometheus.Desc
 
 	mu       sync.Mutex
@@ -69,19 +69,15 @@ func newMetrics(scheduled []NamedModule) *metrics {
 			"Duration of each phase of background probes: map, lock, touch, verify, unlock, unmap."), []string{"mode", "phase"}),
 		duration: prometheus.NewHistogramVec(histogramOpts("duration_seconds",
 			"Duration of whole background probes, headroom check and verification included."), []string{"mode"}),
-		success:    d("probe", "success", "Whether the last background probe of the mode locked and verified its region (1) or not (0).", "mode"),
-		lastRun:    d("probe", "last_run_timestamp_seconds", "When the last background probe of the mode ended, in seconds since the epoch.", "mode"),
-		bytes:      d("probe", "bytes", "Size of the region the last background probe of the mode locked.", "mode"),
-		perPage:    d("probe", "seconds_per_page", "Lock phase of the last background probe of the mode divided by its pages.", "mode"),
-		runs:       d("probe", "runs_total", "Background probes run, by mode.", "mode"),
-		failures:   d("probe", "failures_total", "Background probes that failed, by mode and reason.", "mode", "reason"),
-		headroom:   d("probe", "headroom_bytes", "Bytes this exporter could lock now, per constraint (rlimit, cgroup, memory_available) and their least (effective); +Inf where a constraint does not bind.", "constraint"),
-		limitSoft:  d("exporter", "limit_soft_bytes", "The exporter's own soft RLIMIT_MEMLOCK; +Inf when unlimited."),
-		limitHard:  d("exporter", "limit_hard_bytes", "The exporter's own hard RLIMIT_MEMLOCK; +Inf when unlimited."),
-		capIPCLock: d("exporter", "cap_ipc_lock", "1 when the exporter has CAP_IPC_LOCK effective and may lock past its limit."),
-		locked:     d("exporter", "locked_bytes", "The exporter's own VmLck: 0 between probes."),
-		reloadOK:   d("probe", "config_last_reload_successful", "Whether the last load of --probe.config.file succeeded."),
-		state:      map[Mode]*modeState{},
+		success:  d("probe", "success", "Whether the last background probe of the mode locked and verified its region (1) or not (0).", "mode"),
+		lastRun:  d("probe", "last_run_timestamp_seconds", "When the last background probe of the mode ended, in seconds since the epoch.", "mode"),
+		bytes:    d("probe", "bytes", "Size of the region the last background probe of the mode locked.", "mode"),
+		perPage:  d("probe", "seconds_per_page", "Lock phase of the last background probe of the mode divided by its pages.", "mode"),
+		runs:     d("probe", "runs_total", "Background probes run, by mode.", "mode"),
+		failures: d("probe", "failures_total", "Background probes that failed, by mode and reason.", "mode", "reason"),
+		headroom: d("probe", "headroom_bytes", "Bytes this exporter could lock now, per constraint (rlimit, cgroup, memory_available) and their least (effective); +Inf where a constraint does not bind.", "constraint"),
+		reloadOK: d("probe", "config_last_reload_successful", "Whether the last load of --probe.config.file succeeded."),
+		state:    map[Mode]*modeState{},
 	}
 	for _, s := range scheduled {
 		m.modes = append(m.modes, s.Mode)
@@ -134,7 +130,7 @@ func (m *metrics) Describe(ch chan<- *prometheus.Desc) {
 	m.phase.Describe(ch)
 	m.duration.Describe(ch)
 	for _, d := range []*prometheus.Desc{m.success, m.lastRun, m.bytes, m.perPage, m.runs, m.failures,
-		m.headroom, m.limitSoft, m.limitHard, m.capIPCLock, m.locked, m.reloadOK} {
+		m.headroom, m.reloadOK} {
 		ch <- d
 	}
 }
@@ -161,12 +157,60 @@ func (m *metrics) collect(h Headroom, ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(m.reloadOK, prometheus.GaugeValue, m.reloadOn)
 	m.mu.Unlock()
 	emitHeadroom(ch, m.headroom, h)
-	if h.StatusKnown {
-		ch <- prometheus.MustNewConstMetric(m.limitSoft, prometheus.GaugeValue, bytesOrInf(h.Soft))
-		ch <- prometheus.MustNewConstMetric(m.limitHard, prometheus.GaugeValue, bytesOrInf(h.Hard))
-		ch <- prometheus.MustNewConstMetric(m.capIPCLock, prometheus.GaugeValue, boolFloat(h.CapIPCLock))
-		ch <- prometheus.MustNewConstMetric(m.locked, prometheus.GaugeValue, float64(h.Locked))
+}
+
+// SelfCollector exports the exporter's own memlock limits, CAP_IPC_LOCK
+// and VmLck. They describe the exporter itself, so they are exported
+// whether probes are enabled or not.
+type SelfCollector struct {
+	mu  sync.Mutex // env's read buffer
+	env *Env
+
+	limitSoft, limitHard, capIPCLock, locked *prometheus.Desc
+}
+
+// NewSelfCollector returns a collector of this process's own limits.
+func NewSelfCollector() *SelfCollector {
+	d := func(name, help string) *prometheus.Desc {
+		return prometheus.NewDesc(prometheus.BuildFQName(namespace, "exporter", name), help, nil, nil)
 	}
+	return &SelfCollector{env: NewEnv("/proc", ""),
+		limitSoft:  d("limit_soft_bytes", "The exporter's own soft RLIMIT_MEMLOCK; +Inf when unlimited."),
+		limitHard:  d("limit_hard_bytes", "The exporter's own hard RLIMIT_MEMLOCK; +Inf when unlimited."),
+		capIPCLock: d("cap_ipc_lock", "1 when CAP_IPC_LOCK is in the exporter's effective set (/proc/self/status CapEff)."),
+		locked:     d("locked_bytes", "The exporter's own VmLck: 0 except while a probe holds its region."),
+	}
+}
+
+// Describe implements prometheus.Collector.
+func (c *SelfCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- c.limitSoft
+	ch <- c.limitHard
+	ch <- c.capIPCLock
+	ch <- c.locked
+}
+
+// Collect implements prometheus.Collector.
+func (c *SelfCollector) Collect(ch chan<- prometheus.Metric) {
+	var rl unix.Rlimit
+	if err := unix.Getrlimit(unix.RLIMIT_MEMLOCK, &rl); err == nil {
+		ch <- prometheus.MustNewConstMetric(c.limitSoft, prometheus.GaugeValue, rlimitOrInf(rl.Cur))
+		ch <- prometheus.MustNewConstMetric(c.limitHard, prometheus.GaugeValue, rlimitOrInf(rl.Max))
+	}
+	c.mu.Lock()
+	st, err := c.env.status()
+	c.mu.Unlock()
+	if err == nil {
+		ch <- prometheus.MustNewConstMetric(c.capIPCLock, prometheus.GaugeValue, boolFloat(st.IPCLock()))
+		ch <- prometheus.MustNewConstMetric(c.locked, prometheus.GaugeValue, float64(st.Locked))
+	}
+}
+
+func rlimitOrInf(v uint64) float64 {
+	if v == unix.RLIM_INFINITY {
+		return math.Inf(1)
+	}
+	return float64(v)
 }
 
 func emitHeadroom(ch chan<- prometheus.Metric, d *prometheus.Desc, h Headroom) {
@@ -197,7 +241,7 @@ func boolFloat(b bool) float64 {
 }
 
 // Describe implements prometheus.Collector for the background schedule's
-// metrics and the exporter's own limits and headroom.
+// metrics and the exporter's own headroom.
 func (r *Runner) Describe(ch chan<- *prometheus.Desc) { r.metrics.Describe(ch) }
 
 // Collect implements prometheus.Collector. Headroom is read afresh.

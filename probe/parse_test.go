@@ -127,7 +127,7 @@ func TestParseSize(t *testing.T) {
 			t.Errorf("ParseSize(%q) = %d, %v; want %d", in, got, err, want)
 		}
 	}
-	for _, bad := range []string{"", "MiB", "12 parsecs", "-1", "99999999999999999999", "17179869184GiB"} {
+	for _, bad := range []string{"", "MiB", "12 parsecs", "-1", "99999999999999999999", "17179869184GiB", "0", "0KiB", "00 M"} {
 		if _, err := ParseSize(bad); !errors.Is(err, errMalformed) {
 			t.Errorf("ParseSize(%q): err %v, want errMalformed", bad, err)
 		}

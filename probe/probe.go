@@ -112,8 +112,11 @@ type Result struct {
 	// Phases holds each phase's duration; Ran says which phases ran.
 	Phases [numPhases]time.Duration
 	Ran    [numPhases]bool
-	// Duration is the whole probe, headroom check and verification included.
+	// Duration is the whole probe, headroom check and verification
+	// included, from when it had its turn.
 	Duration time.Duration
+	// Waited is how long the probe waited for the one in progress.
+	Waited   time.Duration
 	Success  bool
 	Reason   Reason // empty on success
 	Err      error

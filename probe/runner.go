@@ -32,6 +32,9 @@ type Options struct {
 	// they are also available to Probe by name. Their modes must differ:
 	// background metrics are labelled by mode.
 	Scheduled []NamedModule
+	// OnDemand are more modules available to Probe by name only (not
+	// scheduled), e.g. each built-in mode the schedule does not run.
+	OnDemand []NamedModule
 	// ConfigFile holds more modules (see Config); "" for none.
 	ConfigFile string
 	Logger     *slog.Logger
@@ -44,6 +47,7 @@ type Runner struct {
 	env     *Env
 	logger  *slog.Logger
 	sem     chan struct{} // one probe at a time
+	demand  chan struct{} // one on-demand probe at a time waits for sem
 	metrics *metrics
 
 	mu      sync.RWMutex
@@ -72,10 +76,15 @@ func NewRunner(o Options) (*Runner, error) {
 	if o.Timeout <= 0 {
 		o.Timeout = 10 * time.Second
 	}
-	r := &Runner{o: o, env: o.Env, logger: o.Logger, sem: make(chan struct{}, 1),
+	r := &Runner{o: o, env: o.Env, logger: o.Logger, sem: make(chan struct{}, 1), demand: make(chan struct{}, 1),
 		scrapeEnv: NewEnv(o.Env.ProcPath, o.Env.Exe)}
 	r.stopCtx, r.stop = context.WithCancel(context.Background())
 	seen := map[Mode]bool{}
+	for _, m := range o.OnDemand {
+		if err := m.Validate(o.MaxBytes); err != nil {
+			return nil, fmt.Errorf("module %q: %w", m.Name, err)
+		}
+	}
 	for _, m := range o.Scheduled {
 		if err := m.Validate(o.MaxBytes); err != nil {
 			return nil, fmt.Errorf("module %q: %w", m.Name, err)
@@ -95,6 +104,9 @@ func NewRunner(o Options) (*Runner, error) {
 // Reload rereads the configuration file. On error the modules in use stay.
 func (r *Runner) Reload() error {
 	mods := map[string]Module{}
+	for _, m := range r.o.OnDemand {
+		mods[m.Name] = m.Module
+	}
 	for _, m := range r.o.Scheduled {
 		mods[m.Name] = m.Module
 	}
@@ -128,18 +140,33 @@ func (r *Runner) ModuleNames() []string {
 	return slices.Sorted(maps.Keys(r.modules))
 }
 
-// Probe runs one probe of module m, waiting within ctx for any probe in
-// progress. The module's timeout, if any, shortens ctx.
+// Probe runs one probe of module m on demand, waiting within ctx for the
+// probe in progress; on-demand probes wait one at a time, so a background
+// probe waits for at most one of them. The module's timeout, if any,
+// shortens ctx once the probe has its turn.
 func (r *Runner) Probe(ctx context.Context, name string, m Module, logger *slog.Logger) Result {
-	start := time.Now()
+	return r.run(ctx, name, m, logger, false, 0)
+}
+
+// run runs one probe once it holds sem. timeout (background probes) and the
+// module's own start when the probe has its turn: waiting for another
+// probe is not this probe's time, and a background probe is never failed
+// for it.
+func (r *Runner) run(ctx context.Context, name string, m Module, logger *slog.Logger, background bool, timeout time.Duration) Result {
+	waitStart := time.Now()
 	res := Result{Module: name, Mode: m.Mode}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	defer context.AfterFunc(r.stopCtx, cancel)()
-	if m.Timeout > 0 {
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, m.Timeout)
-		defer cancel()
+	if !background {
+		select {
+		case r.demand <- struct{}{}:
+			defer func() { <-r.demand }()
+		case <-ctx.Done():
+			res.fail(ReasonTimeout, fmt.Errorf("waiting for the probe in progress: %w", ctx.Err()))
+			res.Waited = time.Since(waitStart)
+			return res
+		}
 	}
 	select {
 	case r.sem <- struct{}{}:
@@ -154,8 +181,20 @@ func (r *Runner) Probe(ctx context.Context, name string, m Module, logger *slog.
 		}()
 	case <-ctx.Done():
 		res.fail(ReasonTimeout, fmt.Errorf("waiting for the probe in progress: %w", ctx.Err()))
-		res.Duration = time.Since(start)
+		res.Waited = time.Since(waitStart)
 		return res
+	}
+	res.Waited = time.Since(waitStart)
+	start := time.Now()
+	if timeout > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, timeout)
+		defer cancel()
+	}
+	if m.Timeout > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, m.Timeout)
+		defer cancel()
 	}
 	r.probe(ctx, m, &res, logger)
 	res.Duration = time.Since(start)
@@ -163,10 +202,10 @@ func (r *Runner) Probe(ctx context.Context, name string, m Module, logger *slog.
 		r.logger.Error("probe regions still mapped after a probe", "regions", n)
 	}
 	if res.Success {
-		logger.Info("probe succeeded", "bytes", res.Bytes, "duration_seconds", res.Duration.Seconds(),
+		logger.Info("probe succeeded", "bytes", res.Bytes, "duration_seconds", res.Duration.Seconds(), "waited_seconds", res.Waited.Seconds(),
 			"lock_seconds", res.Phases[PhaseLock].Seconds(), "seconds_per_page", res.SecondsPerPage())
 	} else {
-		logger.Warn("probe failed", "reason", string(res.Reason), "err", res.Err, "duration_seconds", res.Duration.Seconds())
+		logger.Warn("probe failed", "reason", string(res.Reason), "err", res.Err, "duration_seconds", res.Duration.Seconds(), "waited_seconds", res.Waited.Seconds())
 	}
 	return res
 }
@@ -262,9 +301,7 @@ func (r *Runner) RunScheduled(ctx context.Context) {
 		if ctx.Err() != nil {
 			return
 		}
-		pctx, cancel := context.WithTimeout(ctx, r.o.Timeout)
-		res := r.Probe(pctx, m.Name, m.Module, r.logger.With("module", m.Name, "schedule", "background"))
-		cancel()
+		res := r.run(ctx, m.Name, m.Module, r.logger.With("module", m.Name, "schedule", "background"), true, r.o.Timeout)
 		if ctx.Err() != nil && !res.Success {
 			return // shutting down: not a timeout worth counting
 		}

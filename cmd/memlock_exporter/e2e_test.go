@@ -478,6 +478,18 @@ func TestBadInvocations(t *testing.T) {
 		args []string
 		want string
 	}{
+		// kingpin's IntVar parses floats: these became -9223372036854775808, 1000 and 0.
+		{[]string{"--web.max-requests=99999999999999999999"}, `--web.max-requests="99999999999999999999": "99999999999999999999" is out of range: at most 2147483647`},
+		{[]string{"--web.max-requests=1e3"}, `"1e3" is not a whole number`},
+		{[]string{"--web.max-requests=NaN"}, `"NaN" is not a whole number`},
+		{[]string{"--collector.process.max-processes=1.5"}, `--collector.process.max-processes="1.5": "1.5" is not a whole number`},
+		{[]string{"--web.max-requests=3000000000"}, "out of range"},
+		// A regular file ended in "<nil>" before.
+		{[]string{"--path.procfs=" + badWeb}, `--path.procfs "` + badWeb + `" is not a directory (it is a regular file)`},
+		{[]string{"--path.sysfs=" + badWeb}, `--path.sysfs "` + badWeb + `" is not a directory (it is a regular file)`},
+		{[]string{"--path.sysfs=" + filepath.Join(dir, "nope")}, "--path.sysfs"},
+		{[]string{"--path.procfs=/dev/null"}, "is not a directory (it is a device)"},
+		{[]string{"--scrape.timeout=1m"}, "--scrape.max-timeout 30s is shorter than --scrape.timeout 1m0s"},
 		{[]string{"--no-such-flag"}, "no-such-flag"},
 		{[]string{"--collector.process.include=("}, "collector.process.include"},
 		{[]string{"--collector.process.exclude=[z-a]"}, "collector.process.exclude"},
@@ -495,6 +507,9 @@ func TestBadInvocations(t *testing.T) {
 		code := run(tc.args, &stderr)
 		if code != 2 || !strings.Contains(stderr.String(), tc.want) {
 			t.Errorf("%v: exit %d, stderr %q; want 2 and %q", tc.args, code, stderr.String(), tc.want)
+		}
+		if strings.Contains(stderr.String(), "<nil>") || strings.Contains(stderr.String(), "-9223372036854775808") {
+			t.Errorf("%v: message %q", tc.args, stderr.String())
 		}
 	}
 }

@@ -2,9 +2,14 @@ package main
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
+	"math"
 	"net/http"
+	"net/url"
+	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -14,23 +19,38 @@ import (
 	"github.com/memlock-exporter/memlock_exporter/collector"
 )
 
+// Request size bounds. A scrape URL is a path and at most a few collect[]
+// values: a longer query is refused (414) before it is parsed, and the
+// request line and headers together may not exceed maxHeaderBytes
+// (http.Server.MaxHeaderBytes; net/http answers 431).
+const (
+	maxQueryBytes  = 4 << 10
+	maxHeaderBytes = 64 << 10
+)
+
+// timeouts are the flags that set a request's deadline.
+type timeouts struct {
+	def    time.Duration // --scrape.timeout: without the header
+	offset time.Duration // --scrape.timeout-offset
+	max    time.Duration // --scrape.max-timeout: whatever the header says
+}
+
 // metricsHandler serves one scrape per request with a fresh registry, so
 // each scrape has its own context and deadline (promhttp's Gatherer has
 // neither), and ?collect[]=NAME can pick collectors as in node_exporter.
 type metricsHandler struct {
 	exp             *collector.Exporter
+	enabled         []string
 	exporterMetrics *prometheus.Registry // nil when disabled
 	extra           prometheus.Gatherers // e.g. the probes' registry
 	inflight        chan struct{}        // nil when unlimited
-	defaultTimeout  time.Duration
-	timeoutOffset   time.Duration
+	timeouts        timeouts
 	logger          *slog.Logger
 }
 
 func newMetricsHandler(exp *collector.Exporter, exporterMetrics *prometheus.Registry, extra prometheus.Gatherers,
-	maxRequests int, defaultTimeout, timeoutOffset time.Duration, logger *slog.Logger) http.Handler {
-	h := &metricsHandler{exp: exp, exporterMetrics: exporterMetrics, extra: extra, defaultTimeout: defaultTimeout,
-		timeoutOffset: timeoutOffset, logger: logger}
+	maxRequests int, to timeouts, logger *slog.Logger) http.Handler {
+	h := &metricsHandler{exp: exp, enabled: exp.Names(), exporterMetrics: exporterMetrics, extra: extra, timeouts: to, logger: logger}
 	if maxRequests > 0 {
 		h.inflight = make(chan struct{}, maxRequests)
 	}
@@ -42,21 +62,48 @@ func newMetricsHandler(exp *collector.Exporter, exporterMetrics *prometheus.Regi
 }
 
 // scrapeTimeout is the request's deadline: Prometheus's own timeout less
-// the offset, or the default when the header is absent or unusable.
-func scrapeTimeout(r *http.Request, def, offset time.Duration) time.Duration {
+// the offset, at most to.max; the default when the header is absent or is
+// not a positive number (garbage, NaN, zero, negative). +Inf is the maximum.
+func scrapeTimeout(r *http.Request, to timeouts) time.Duration {
 	v := r.Header.Get("X-Prometheus-Scrape-Timeout-Seconds")
 	if v == "" {
-		return def
+		return min(to.def, to.max)
 	}
 	secs, err := strconv.ParseFloat(v, 64)
-	if err != nil || secs <= 0 || secs > 86400 {
-		return def
+	if err != nil || math.IsNaN(secs) || secs <= 0 {
+		return min(to.def, to.max)
+	}
+	if secs >= to.max.Seconds() {
+		return to.max // also keeps the conversion below in range
 	}
 	t := time.Duration(secs * float64(time.Second))
-	if t > offset {
-		t -= offset
+	if t > to.offset {
+		t -= to.offset
 	}
-	return t
+	return max(t, time.Millisecond)
+}
+
+// collectParam returns the request's distinct collect[] values, or an
+// error fit for the client: a short message that never repeats the query.
+func collectParam(r *http.Request, enabled []string) ([]string, int, error) {
+	if len(r.URL.RawQuery) > maxQueryBytes {
+		return nil, http.StatusRequestURITooLong, fmt.Errorf("query string of %d bytes: at most %d", len(r.URL.RawQuery), maxQueryBytes)
+	}
+	q, err := url.ParseQuery(r.URL.RawQuery)
+	if err != nil {
+		return nil, http.StatusBadRequest, fmt.Errorf("malformed query string")
+	}
+	var names []string
+	for _, n := range q["collect[]"] {
+		if slices.Contains(names, n) {
+			continue // repeated: costs nothing
+		}
+		if !slices.Contains(enabled, n) {
+			return nil, http.StatusBadRequest, fmt.Errorf("collect[]=%.40q is not an enabled collector; enabled: %s", n, strings.Join(enabled, ", "))
+		}
+		names = append(names, n)
+	}
+	return names, 0, nil
 }
 
 // writeGrace is how long past a scrape's deadline its response may take to
@@ -65,7 +112,13 @@ func scrapeTimeout(r *http.Request, def, offset time.Duration) time.Duration {
 const writeGrace = 10 * time.Second
 
 func (h *metricsHandler) serve(w http.ResponseWriter, r *http.Request) {
-	timeout := scrapeTimeout(r, h.defaultTimeout, h.timeoutOffset)
+	names, code, err := collectParam(r, h.enabled)
+	if err != nil {
+		http.Error(w, err.Error(), code)
+		return
+	}
+	timeout := scrapeTimeout(r, h.timeouts)
+	h.logger.Debug("scrape", "timeout_seconds", timeout.Seconds(), "collectors", names)
 	if err := http.NewResponseController(w).SetWriteDeadline(time.Now().Add(timeout + writeGrace)); err != nil {
 		h.logger.Debug("cannot set the response's write deadline", "err", err)
 	}
@@ -81,7 +134,7 @@ func (h *metricsHandler) serve(w http.ResponseWriter, r *http.Request) {
 	ctx, cancel := context.WithTimeout(r.Context(), timeout)
 	defer cancel()
 
-	bound, err := h.exp.Scrape(ctx, r.URL.Query()["collect[]"])
+	bound, err := h.exp.Scrape(ctx, names)
 	if err != nil {
 		http.Error(w, err.Error(), http.StatusBadRequest)
 		return

@@ -14,23 +14,48 @@ import (
 	"github.com/memlock-exporter/memlock_exporter/collector"
 )
 
+// TestScrapeTimeout: the header's value less the offset, capped by
+// --scrape.max-timeout; the default for anything that is not a positive
+// number. Before the cap, "1e5" (a day and more) was honoured and "NaN"
+// passed validation and gave a negative deadline.
 func TestScrapeTimeout(t *testing.T) {
-	const def, off = 10 * time.Second, 500 * time.Millisecond
+	to := timeouts{def: 10 * time.Second, offset: 500 * time.Millisecond, max: 30 * time.Second}
 	for header, want := range map[string]time.Duration{
-		"":       def,
-		"15":     14500 * time.Millisecond,
-		"0.25":   250 * time.Millisecond, // shorter than the offset: kept whole
-		"banana": def,
-		"-3":     def,
-		"1e9":    def,
+		"":                     to.def,
+		"15":                   14500 * time.Millisecond,
+		"0.25":                 250 * time.Millisecond, // shorter than the offset: kept whole
+		"banana":               to.def,
+		"-3":                   to.def,
+		"0":                    to.def,
+		"-0":                   to.def,
+		"NaN":                  to.def,
+		"nan":                  to.def,
+		"-Inf":                 to.def,
+		"+Inf":                 to.max,
+		"Inf":                  to.max,
+		"1e9":                  to.max,
+		"86400":                to.max,
+		"30":                   to.max,
+		"29":                   28500 * time.Millisecond,
+		"1e-300":               time.Millisecond, // rounds to 0 ns: the smallest deadline, never none
+		"99999999999999999999": to.max,
+		" 5":                   to.def,
 	} {
 		r := httptest.NewRequest("GET", "/metrics", nil)
 		if header != "" {
 			r.Header.Set("X-Prometheus-Scrape-Timeout-Seconds", header)
 		}
-		if got := scrapeTimeout(r, def, off); got != want {
+		got := scrapeTimeout(r, to)
+		if got != want {
 			t.Errorf("header %q: %v, want %v", header, got, want)
 		}
+		if got <= 0 || got > to.max {
+			t.Errorf("header %q: %v is outside (0, %v]", header, got, to.max)
+		}
+	}
+	// A default above the cap is capped too (validate refuses it anyway).
+	if got := scrapeTimeout(httptest.NewRequest("GET", "/metrics", nil), timeouts{def: time.Minute, max: time.Second}); got != time.Second {
+		t.Errorf("default above the cap: %v", got)
 	}
 }
 
@@ -40,7 +65,7 @@ func testHandler(t *testing.T, exporterMetrics *prometheus.Registry) http.Handle
 	if err != nil {
 		t.Fatal(err)
 	}
-	return newMetricsHandler(exp, exporterMetrics, nil, 0, time.Second, 0, slog.New(slog.DiscardHandler))
+	return newMetricsHandler(exp, exporterMetrics, nil, 0, timeouts{def: time.Second, max: time.Minute}, slog.New(slog.DiscardHandler))
 }
 
 func get(h http.Handler, target string) *httptest.ResponseRecorder {
@@ -79,7 +104,7 @@ func TestMaxRequests(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	mh := &metricsHandler{exp: exp, inflight: make(chan struct{}, 1), defaultTimeout: time.Second, logger: slog.New(slog.DiscardHandler)}
+	mh := &metricsHandler{exp: exp, enabled: exp.Names(), inflight: make(chan struct{}, 1), timeouts: timeouts{def: time.Second, max: time.Minute}, logger: slog.New(slog.DiscardHandler)}
 	mh.inflight <- struct{}{} // one scrape in flight
 	w := httptest.NewRecorder()
 	mh.serve(w, httptest.NewRequest("GET", "/metrics", nil))

@@ -41,6 +41,7 @@ type options struct {
 	disableExporter bool
 	enablePprof     bool
 	scrapeTimeout   time.Duration
+	maxTimeout      time.Duration
 	timeoutOffset   time.Duration
 	collectors      map[string]*bool
 	processInclude  string
@@ -60,10 +61,11 @@ func newApp(o *options) *kingpin.Application {
 	o.cfg = collector.DefaultConfig()
 	o.web = kingpinflag.AddFlags(app, defaultAddress)
 	app.Flag("web.telemetry-path", "Path under which to expose metrics.").Default("/metrics").StringVar(&o.metricsPath)
-	app.Flag("web.max-requests", "Maximum number of parallel scrape requests; 0 disables the limit.").Default("40").IntVar(&o.maxRequests)
+	app.Flag("web.max-requests", "Maximum number of parallel scrape requests; 0 disables the limit.").Default("40").SetValue(&intValue{p: &o.maxRequests, max: maxIntFlag})
 	app.Flag("web.disable-exporter-metrics", "Exclude the exporter's own metrics (promhttp_*, process_*, go_*).").BoolVar(&o.disableExporter)
 	app.Flag("web.enable-pprof", "Serve Go profiling at /debug/pprof/.").BoolVar(&o.enablePprof)
 	app.Flag("scrape.timeout", "Deadline of a scrape whose request has no X-Prometheus-Scrape-Timeout-Seconds header.").Default("10s").DurationVar(&o.scrapeTimeout)
+	app.Flag("scrape.max-timeout", "Longest deadline a scrape or /probe request may have, whatever its X-Prometheus-Scrape-Timeout-Seconds header asks: how long one request can hold a --web.max-requests slot (plus 10s to write).").Default("30s").DurationVar(&o.maxTimeout)
 	app.Flag("scrape.timeout-offset", "Subtracted from X-Prometheus-Scrape-Timeout-Seconds so the answer arrives before Prometheus gives up.").Default("500ms").DurationVar(&o.timeoutOffset)
 	app.Flag("path.procfs", "procfs mountpoint (the host's /proc when running in a container).").Default(o.cfg.ProcPath).StringVar(&o.cfg.ProcPath)
 	app.Flag("path.sysfs", "sysfs mountpoint.").Default(o.cfg.SysPath).StringVar(&o.cfg.SysPath)
@@ -78,7 +80,7 @@ func newApp(o *options) *kingpin.Application {
 	}
 	app.Flag("collector.process.include", "Regexp of process names (comm) always reported, even with nothing locked: list the services that must lock, so a failed lock shows.").PlaceHolder("REGEXP").StringVar(&o.processInclude)
 	app.Flag("collector.process.exclude", "Regexp of process names (comm) never reported; wins over --collector.process.include.").PlaceHolder("REGEXP").StringVar(&o.processExclude)
-	app.Flag("collector.process.max-processes", "Most processes reported per scrape (named ones first, then the largest); 0 for no cap.").Default(fmt.Sprint(o.cfg.Process.MaxProcesses)).IntVar(&o.cfg.Process.MaxProcesses)
+	app.Flag("collector.process.max-processes", "Most processes reported per scrape (named ones first, then the largest); 0 for no cap.").Default(fmt.Sprint(o.cfg.Process.MaxProcesses)).SetValue(&intValue{p: &o.cfg.Process.MaxProcesses, max: maxIntFlag})
 	app.Flag("collector.cgroup.include", "Regexp of cgroup paths (as in /proc/<pid>/cgroup, e.g. /system.slice/vault.service) always reported, even without unevictable memory.").PlaceHolder("REGEXP").StringVar(&o.cgroupInclude)
 	app.Flag("collector.process.smaps", "Read smaps_rollup of processes with locked memory for resident locked bytes (needs ptrace read access).").Default("true").BoolVar(&o.cfg.Process.Smaps)
 
@@ -143,14 +145,20 @@ func (o *options) validate() error {
 	if o.scrapeTimeout <= 0 {
 		return fmt.Errorf("--scrape.timeout must be positive, not %s", o.scrapeTimeout)
 	}
+	if o.maxTimeout < o.scrapeTimeout {
+		return fmt.Errorf("--scrape.max-timeout %s is shorter than --scrape.timeout %s", o.maxTimeout, o.scrapeTimeout)
+	}
 	if o.timeoutOffset < 0 {
 		return fmt.Errorf("--scrape.timeout-offset must not be negative, not %s", o.timeoutOffset)
 	}
 	if len(o.metricsPath) == 0 || o.metricsPath[0] != '/' {
 		return fmt.Errorf("--web.telemetry-path must start with /, not %q", o.metricsPath)
 	}
-	if st, err := os.Stat(o.cfg.ProcPath); err != nil || !st.IsDir() {
-		return fmt.Errorf("--path.procfs %q is not a readable directory: %v", o.cfg.ProcPath, err)
+	if err := readableDir("path.procfs", o.cfg.ProcPath); err != nil {
+		return err
+	}
+	if err := readableDir("path.sysfs", o.cfg.SysPath); err != nil {
+		return err
 	}
 	if err := o.probe.validate(); err != nil {
 		return err
@@ -161,6 +169,51 @@ func (o *options) validate() error {
 		}
 	}
 	return nil
+}
+
+// readableDir checks that a --path.* flag names a directory this process
+// can list, so that a wrong mount fails at start rather than as collectors
+// failing on every scrape.
+func readableDir(flag, path string) error {
+	st, err := os.Stat(path)
+	if err != nil {
+		return fmt.Errorf("--%s %q cannot be used: %w", flag, path, bareErr(err))
+	}
+	if !st.IsDir() {
+		return fmt.Errorf("--%s %q is not a directory (it is a %s)", flag, path, fileKind(st.Mode()))
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		return fmt.Errorf("--%s %q is a directory this process cannot read: %w", flag, path, bareErr(err))
+	}
+	defer f.Close()
+	if _, err := f.Readdirnames(1); err != nil && !errors.Is(err, io.EOF) {
+		return fmt.Errorf("--%s %q is a directory this process cannot read: %w", flag, path, bareErr(err))
+	}
+	return nil
+}
+
+// bareErr drops the path an *os.PathError repeats.
+func bareErr(err error) error {
+	var pe *os.PathError
+	if errors.As(err, &pe) {
+		return pe.Err
+	}
+	return err
+}
+
+func fileKind(m os.FileMode) string {
+	switch {
+	case m.IsRegular():
+		return "regular file"
+	case m&os.ModeNamedPipe != 0:
+		return "named pipe"
+	case m&os.ModeSocket != 0:
+		return "socket"
+	case m&os.ModeDevice != 0:
+		return "device"
+	}
+	return m.Type().String()
 }
 
 func (o *options) enabled() []string {
@@ -193,7 +246,12 @@ func run(args []string, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "memlock_exporter: %v\n", err)
 		return 2
 	}
-	logger := promslog.New(o.log)
+	// SIGHUP (systemd's ExecReload) must never end the process, probes or
+	// not: catch it before anything else can take time.
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	logger := slog.New(boundedHandler{promslog.New(o.log).Handler()})
 	logger.Info("starting memlock_exporter", "version", version.Info(), "build_context", version.BuildContext())
 
 	exp, err := collector.New(o.cfg, o.enabled(), logger)
@@ -211,6 +269,7 @@ func run(args []string, stderr io.Writer) int {
 		logger.Error("cannot set up probes", "err", err)
 		return 1
 	}
+	go reloadOnHUP(ctx, hup, o.probe.runner, logger)
 
 	mux, err := newMux(&o, exp, logger)
 	if err != nil {
@@ -223,7 +282,12 @@ func run(args []string, stderr io.Writer) int {
 	// no ReadTimeout (it would cancel a scrape's context once it expired)
 	// and no WriteTimeout (a scrape may take its full deadline): the
 	// metrics handler bounds each response's write by the scrape's deadline.
-	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute}
+	// MaxHeaderBytes bounds the request line and headers (a URL of
+	// megabytes is refused with 431 before any handler runs). ErrorLog puts
+	// net/http's own messages (TLS handshake errors, say) through the
+	// logger, so --log.format=json stays JSON.
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute,
+		MaxHeaderBytes: maxHeaderBytes, ErrorLog: slog.NewLogLogger(logger.Handler(), slog.LevelWarn)}
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- web.ListenAndServe(srv, o.web, logger) }()
 
@@ -256,15 +320,19 @@ func newMux(o *options, exp *collector.Exporter, logger *slog.Logger) (*http.Ser
 		exporterMetrics = prometheus.NewRegistry()
 		exporterMetrics.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	}
-	// Probe metrics have a registry of their own, so that
-	// --web.disable-exporter-metrics leaves out exactly the exporter's own.
-	var extra prometheus.Gatherers
+	// Probe metrics and the exporter's own memlock limits have a registry
+	// of their own, so that --web.disable-exporter-metrics leaves out
+	// exactly the Go and process instrumentation. The limits are there with
+	// probes or without: they describe the exporter itself.
+	self := prometheus.NewRegistry()
+	self.MustRegister(probe.NewSelfCollector())
+	extra := prometheus.Gatherers{self}
 	if o.probe.runner != nil {
 		probeMetrics := prometheus.NewRegistry()
 		registerProbes(mux, o, probeMetrics, logger)
 		extra = append(extra, probeMetrics)
 	}
-	mux.Handle(o.metricsPath, newMetricsHandler(exp, exporterMetrics, extra, o.maxRequests, o.scrapeTimeout, o.timeoutOffset, logger))
+	mux.Handle(o.metricsPath, newMetricsHandler(exp, exporterMetrics, extra, o.maxRequests, timeouts{o.scrapeTimeout, o.timeoutOffset, o.maxTimeout}, logger))
 	mux.HandleFunc("/-/healthy", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "Healthy") })
 	mux.HandleFunc("/-/ready", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "Ready") })
 	if o.enablePprof {

@@ -6,9 +6,7 @@ import (
 	"log/slog"
 	"net/http"
 	"os"
-	"os/signal"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/alecthomas/kingpin/v2"
@@ -28,18 +26,21 @@ type probeOptions struct {
 	size       probe.Bytes
 	maxBytes   probe.Bytes
 	configFile string
+	maxReqs    int
 
 	scheduled []probe.NamedModule
-	runner    *probe.Runner // set by run when enabled; newMux serves it
+	onDemand  []probe.NamedModule // the built-in modes the schedule does not run
+	runner    *probe.Runner       // set by run when enabled; newMux serves it
 }
 
 func addProbeFlags(app *kingpin.Application, p *probeOptions) {
 	app.Flag("probe.enable", "Enable active probes: lock a small region of memory in each --probe.modes mode every --probe.interval and serve /probe?module=NAME.").BoolVar(&p.enable)
 	app.Flag("probe.interval", "Interval of the background probes whose results appear on the metrics path; 0 disables the schedule (/probe still works).").Default("1m").DurationVar(&p.interval)
 	app.Flag("probe.timeout", "Deadline of each background probe.").Default("10s").DurationVar(&p.timeout)
-	app.Flag("probe.modes", "Comma-separated modes the background schedule runs, each also a /probe module of the same name: mlock, onfault, populate, mlockall.").Default("mlock,onfault,populate").StringVar(&p.modes)
-	app.Flag("probe.size", "Bytes each background probe locks (e.g. 32KiB, 4MiB), or auto: half the headroom, within --probe.max-bytes.").Default("32KiB").SetValue(&p.size)
-	app.Flag("probe.max-bytes", "Hard byte budget: no probe locks more, whatever its module says.").Default("16MiB").SetValue(&p.maxBytes)
+	app.Flag("probe.modes", "Comma-separated modes the background schedule runs: mlock, onfault, populate, mlockall. Every mode is a /probe module of the same name, scheduled or not.").Default("mlock,onfault,populate").StringVar(&p.modes)
+	app.Flag("probe.size", "Bytes each built-in mode's probe locks (e.g. 32KiB, 4MiB; not 0), or auto: half the headroom, within --probe.max-bytes.").Default("32KiB").SetValue(&sizeValue{p: &p.size, auto: true})
+	app.Flag("probe.max-bytes", "Hard byte budget: no probe locks more, whatever its module says (at least one page).").Default("16MiB").SetValue(&sizeValue{p: &p.maxBytes})
+	app.Flag("probe.max-requests", "Most /probe requests at once: one probes, the others wait their turn within their deadline; more get 503 at once.").Default("4").SetValue(&intValue{p: &p.maxReqs, max: 1024})
 	app.Flag("probe.config.file", "YAML file of more /probe modules (see docs/probes.md); reloaded on SIGHUP and POST /-/reload.").PlaceHolder("FILE").StringVar(&p.configFile)
 }
 
@@ -53,7 +54,10 @@ func (p *probeOptions) validate() error {
 		return fmt.Errorf("--probe.timeout must be positive, not %s", p.timeout)
 	}
 	if uint64(p.maxBytes) < page {
-		return fmt.Errorf("--probe.max-bytes must be at least one page (%d bytes), not %s", page, p.maxBytes)
+		return fmt.Errorf("--probe.max-bytes must be at least one page (%d bytes), not %d", page, uint64(p.maxBytes))
+	}
+	if p.maxReqs < 1 {
+		return fmt.Errorf("--probe.max-requests must be at least 1, not %d", p.maxReqs)
 	}
 	if p.size > p.maxBytes {
 		return fmt.Errorf("--probe.size %s exceeds --probe.max-bytes %s", p.size, p.maxBytes)
@@ -75,6 +79,12 @@ func (p *probeOptions) validate() error {
 		}
 		p.scheduled = append(p.scheduled, m)
 	}
+	p.onDemand = nil
+	for _, mode := range probe.Modes {
+		if !seen[string(mode)] {
+			p.onDemand = append(p.onDemand, probe.NamedModule{Name: string(mode), Module: probe.Module{Mode: mode, Size: p.size}})
+		}
+	}
 	if p.enable && p.configFile == "" && len(p.scheduled) == 0 {
 		return fmt.Errorf("--probe.modes names no mode and there is no --probe.config.file: nothing to probe")
 	}
@@ -86,8 +96,8 @@ func (p *probeOptions) validate() error {
 	return nil
 }
 
-// startProbes builds the runner, starts the schedule and reloads the
-// config file on SIGHUP until ctx ends. It returns nil when disabled.
+// startProbes builds the runner and starts the schedule until ctx ends
+// (run reloads the config file on SIGHUP). It returns nil when disabled.
 func startProbes(ctx context.Context, p *probeOptions, procPath string, logger *slog.Logger) (*probe.Runner, error) {
 	if !p.enable {
 		return nil, nil
@@ -99,6 +109,7 @@ func startProbes(ctx context.Context, p *probeOptions, procPath string, logger *
 		Interval:   p.interval,
 		Timeout:    p.timeout,
 		Scheduled:  p.scheduled,
+		OnDemand:   p.onDemand,
 		ConfigFile: p.configFile,
 		Logger:     logger,
 	})
@@ -107,23 +118,6 @@ func startProbes(ctx context.Context, p *probeOptions, procPath string, logger *
 	}
 	_ = procPath // probes read the exporter's own /proc/self, never the host's
 	r.Start(ctx)
-	hup := make(chan os.Signal, 1)
-	signal.Notify(hup, syscall.SIGHUP)
-	go func() {
-		defer signal.Stop(hup)
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case <-hup:
-				if err := r.Reload(); err != nil {
-					logger.Error("cannot reload probe config; keeping the modules in use", "err", err)
-				} else {
-					logger.Info("reloaded probe config", "modules", r.ModuleNames())
-				}
-			}
-		}
-	}()
 	logger.Info("active probes enabled", "interval", p.interval, "modes", p.modes, "size", p.size.String(),
 		"max_bytes", p.maxBytes.String(), "modules", r.ModuleNames())
 	return r, nil
@@ -134,7 +128,7 @@ func startProbes(ctx context.Context, p *probeOptions, procPath string, logger *
 func registerProbes(mux *http.ServeMux, o *options, reg *prometheus.Registry, logger *slog.Logger) {
 	r := o.probe.runner
 	reg.MustRegister(r)
-	mux.Handle("/probe", probeHandler(r, o.scrapeTimeout, o.timeoutOffset, logger))
+	mux.Handle("/probe", probeHandler(r, o.probe.maxReqs, timeouts{o.scrapeTimeout, o.timeoutOffset, o.maxTimeout}, logger))
 	mux.HandleFunc("/-/reload", func(w http.ResponseWriter, req *http.Request) {
 		if req.Method != http.MethodPost && req.Method != http.MethodPut {
 			w.Header().Set("Allow", "POST, PUT")
@@ -142,8 +136,10 @@ func registerProbes(mux *http.ServeMux, o *options, reg *prometheus.Registry, lo
 			return
 		}
 		if err := r.Reload(); err != nil {
+			// The error names the file and the problem (probe.ParseConfig
+			// never quotes the file's content).
 			logger.Error("cannot reload probe config; keeping the modules in use", "err", err)
-			http.Error(w, err.Error(), http.StatusInternalServerError)
+			http.Error(w, "reload failed, the modules in use are kept: "+err.Error(), http.StatusInternalServerError)
 			return
 		}
 		logger.Info("reloaded probe config", "modules", r.ModuleNames())
@@ -153,9 +149,16 @@ func registerProbes(mux *http.ServeMux, o *options, reg *prometheus.Registry, lo
 
 // probeHandler serves /probe?module=NAME[&debug=true] in blackbox_exporter's
 // manner: one probe per request, in a fresh registry, within the scrape's
-// X-Prometheus-Scrape-Timeout-Seconds.
-func probeHandler(r *probe.Runner, defTimeout, offset time.Duration, logger *slog.Logger) http.Handler {
+// X-Prometheus-Scrape-Timeout-Seconds (at most --scrape.max-timeout). At
+// most maxReqs requests are in the handler at once (one probing, the others
+// waiting their turn); more get 503 at once instead of queueing.
+func probeHandler(r *probe.Runner, maxReqs int, to timeouts, logger *slog.Logger) http.Handler {
+	slots := make(chan struct{}, maxReqs)
 	return http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		if len(req.URL.RawQuery) > maxQueryBytes {
+			http.Error(w, fmt.Sprintf("query string of %d bytes: at most %d", len(req.URL.RawQuery), maxQueryBytes), http.StatusRequestURITooLong)
+			return
+		}
 		q := req.URL.Query()
 		name := q.Get("module")
 		if name == "" {
@@ -164,10 +167,21 @@ func probeHandler(r *probe.Runner, defTimeout, offset time.Duration, logger *slo
 		}
 		m, ok := r.Module(name)
 		if !ok {
-			http.Error(w, fmt.Sprintf("unknown module %q; modules: %s", name, strings.Join(r.ModuleNames(), ", ")), http.StatusBadRequest)
+			http.Error(w, fmt.Sprintf("unknown module %.40q; modules: %s", name, strings.Join(r.ModuleNames(), ", ")), http.StatusBadRequest)
 			return
 		}
-		ctx, cancel := context.WithTimeout(req.Context(), scrapeTimeout(req, defTimeout, offset))
+		select {
+		case slots <- struct{}{}:
+			defer func() { <-slots }()
+		default:
+			http.Error(w, "too many concurrent probes (--probe.max-requests)", http.StatusServiceUnavailable)
+			return
+		}
+		timeout := scrapeTimeout(req, to)
+		if err := http.NewResponseController(w).SetWriteDeadline(time.Now().Add(timeout + writeGrace)); err != nil {
+			logger.Debug("cannot set the response's write deadline", "err", err)
+		}
+		ctx, cancel := context.WithTimeout(req.Context(), timeout)
 		defer cancel()
 		var log strings.Builder
 		plog := slog.New(slog.NewTextHandler(&log, &slog.HandlerOptions{Level: slog.LevelDebug}))

@@ -229,6 +229,13 @@ func TestProbeBadFlags(t *testing.T) {
 		{[]string{"--probe.interval=-1s"}, "--probe.interval"},
 		{[]string{"--probe.timeout=0s"}, "--probe.timeout"},
 		{[]string{"--probe.config.file=/nonexistent/probes.yml"}, "--probe.config.file"},
+		// 0 meant auto (16 MiB locked), and max-bytes 0 said "not auto".
+		{[]string{"--probe.size=0"}, `--probe.size="0": size "0": malformed: zero bytes; write auto for half the headroom`},
+		{[]string{"--probe.size=0KiB"}, `zero bytes`},
+		{[]string{"--probe.max-bytes=0"}, `--probe.max-bytes="0": size "0": malformed: zero bytes`},
+		{[]string{"--probe.max-bytes=auto"}, `--probe.max-bytes="auto": takes a size (e.g. 16MiB), not auto`},
+		{[]string{"--probe.max-bytes=100"}, "--probe.max-bytes must be at least one page"},
+		{[]string{"--probe.max-requests=0"}, "--probe.max-requests must be at least 1"},
 	} {
 		var stderr strings.Builder
 		if code := run(tc.args, &stderr); code != 2 {
@@ -236,6 +243,9 @@ func TestProbeBadFlags(t *testing.T) {
 		}
 		if !strings.Contains(stderr.String(), tc.flag) {
 			t.Errorf("%v: message %q does not name %s", tc.args, stderr.String(), tc.flag)
+		}
+		if strings.Contains(stderr.String(), "not auto\n") && !strings.Contains(stderr.String(), "=\"auto\"") {
+			t.Errorf("%v: message %q calls a number auto", tc.args, stderr.String())
 		}
 	}
 }

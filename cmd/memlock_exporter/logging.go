@@ -1,0 +1,103 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"os"
+	"unicode/utf8"
+
+	"github.com/memlock-exporter/memlock_exporter/probe"
+)
+
+// maxLogValue bounds every string a log line carries (the message and each
+// attribute), so that no input, a hostile URL or file included, can make a
+// log line larger than a few KiB.
+const maxLogValue = 1 << 10
+
+// boundedHandler cuts long strings in log records short.
+type boundedHandler struct{ slog.Handler }
+
+func (h boundedHandler) Handle(ctx context.Context, r slog.Record) error {
+	nr := slog.NewRecord(r.Time, r.Level, boundString(r.Message), r.PC)
+	r.Attrs(func(a slog.Attr) bool {
+		nr.AddAttrs(boundAttr(a))
+		return true
+	})
+	return h.Handler.Handle(ctx, nr)
+}
+
+func (h boundedHandler) WithAttrs(as []slog.Attr) slog.Handler {
+	b := make([]slog.Attr, len(as))
+	for i, a := range as {
+		b[i] = boundAttr(a)
+	}
+	return boundedHandler{h.Handler.WithAttrs(b)}
+}
+
+func (h boundedHandler) WithGroup(name string) slog.Handler {
+	return boundedHandler{h.Handler.WithGroup(name)}
+}
+
+func boundAttr(a slog.Attr) slog.Attr {
+	v := a.Value.Resolve()
+	switch v.Kind() {
+	case slog.KindString:
+		if len(v.String()) > maxLogValue {
+			return slog.String(a.Key, boundString(v.String()))
+		}
+	case slog.KindGroup:
+		g := v.Group()
+		b := make([]any, len(g))
+		for i, x := range g {
+			b[i] = boundAttr(x)
+		}
+		return slog.Group(a.Key, b...)
+	case slog.KindAny:
+		var s string
+		switch x := v.Any().(type) {
+		case error:
+			s = x.Error()
+		case fmt.Stringer:
+			s = x.String()
+		default:
+			return slog.Attr{Key: a.Key, Value: v}
+		}
+		if len(s) > maxLogValue {
+			return slog.String(a.Key, boundString(s))
+		}
+	}
+	return slog.Attr{Key: a.Key, Value: v}
+}
+
+func boundString(s string) string {
+	if len(s) <= maxLogValue {
+		return s
+	}
+	cut := maxLogValue
+	for cut > 0 && !utf8.RuneStart(s[cut]) {
+		cut--
+	}
+	return fmt.Sprintf("%s... (%d bytes in all)", s[:cut], len(s))
+}
+
+// reloadOnHUP reloads the probe config on SIGHUP until ctx ends; without
+// probes there is nothing to reload, and the signal is logged and ignored.
+func reloadOnHUP(ctx context.Context, hup <-chan os.Signal, r *probe.Runner, logger *slog.Logger) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-hup:
+			if r == nil {
+				logger.Info("SIGHUP: nothing to reload (only --probe.config.file is reloadable, with --probe.enable)")
+				continue
+			}
+			if err := r.Reload(); err != nil {
+				logger.Error("cannot reload probe config; keeping the modules in use", "err", err)
+			} else {
+				logger.Info("reloaded probe config", "modules", r.ModuleNames())
+			}
+		}
+	}
+}
