@@ -3,13 +3,16 @@ package probe
 import (
 	"errors"
 	"fmt"
+	"io"
 	"math"
 	"os"
+	"regexp"
 	"strconv"
 	"strings"
 	"time"
 
 	"go.yaml.in/yaml/v2"
+	"golang.org/x/sys/unix"
 )
 
 // ErrZeroSize is wrapped by ParseSize's error for a size of zero bytes.
@@ -24,6 +27,15 @@ type Bytes uint64
 // kingpin's byte flags), or "auto", which is 0. A number of zero bytes is
 // refused: auto must be asked for by name.
 func ParseSize(s string) (Bytes, error) {
+	b, err := parseSize(s)
+	if err != nil {
+		return 0, fmt.Errorf("size %.40q: %w", s, err)
+	}
+	return b, nil
+}
+
+// parseSize is ParseSize with errors that do not repeat s.
+func parseSize(s string) (Bytes, error) {
 	t := strings.TrimSpace(s)
 	if t == "auto" {
 		return 0, nil
@@ -33,11 +45,11 @@ func ParseSize(s string) (Bytes, error) {
 		i++
 	}
 	if i == 0 {
-		return 0, fmt.Errorf("size %q: %w: no number", s, errMalformed)
+		return 0, fmt.Errorf("%w: no number", errMalformed)
 	}
 	n, err := strconv.ParseUint(t[:i], 10, 64)
 	if err != nil {
-		return 0, fmt.Errorf("size %q: %w: %v", s, errMalformed, err)
+		return 0, fmt.Errorf("%w: %v", errMalformed, bareNumErr(err))
 	}
 	var mult uint64
 	switch strings.TrimSpace(t[i:]) {
@@ -50,17 +62,26 @@ func ParseSize(s string) (Bytes, error) {
 	case "G", "GB", "GiB":
 		mult = 1 << 30
 	default:
-		return 0, fmt.Errorf("size %q: %w: unknown unit", s, errMalformed)
+		return 0, fmt.Errorf("%w: unknown unit", errMalformed)
 	}
 	if n > math.MaxUint64/mult {
-		return 0, fmt.Errorf("size %q: %w: too large", s, errMalformed)
+		return 0, fmt.Errorf("%w: too large", errMalformed)
 	}
 	if n == 0 {
 		// 0 is not a shorthand for auto: a probe of no bytes is a mistake,
 		// and auto can lock far more than the operator meant.
-		return 0, fmt.Errorf("size %q: %w: %w", s, errMalformed, ErrZeroSize)
+		return 0, fmt.Errorf("%w: %w", errMalformed, ErrZeroSize)
 	}
 	return Bytes(n * mult), nil
+}
+
+// bareNumErr is strconv's reason without its copy of the input.
+func bareNumErr(err error) error {
+	var ne *strconv.NumError
+	if errors.As(err, &ne) {
+		return ne.Err
+	}
+	return err
 }
 
 func (b Bytes) String() string {
@@ -83,9 +104,9 @@ func (b *Bytes) UnmarshalYAML(unmarshal func(any) error) error {
 	if err := unmarshal(&s); err != nil {
 		return err
 	}
-	v, err := ParseSize(s)
+	v, err := parseSize(s) // the error must not quote the file
 	if err != nil {
-		return err
+		return fmt.Errorf("a size: %w", err)
 	}
 	*b = v
 	return nil
@@ -134,7 +155,7 @@ func (m *Module) Validate(maxBytes uint64) error {
 	}
 	switch {
 	case !known:
-		return fmt.Errorf("unknown mode %q (want one of mlock, onfault, populate, mlockall)", m.Mode)
+		return fmt.Errorf("unknown mode %.20q (want one of mlock, onfault, populate, mlockall)", m.Mode)
 	case uint64(m.Size) > maxBytes:
 		return fmt.Errorf("size %s exceeds the byte budget %s", m.Size, Bytes(maxBytes))
 	case m.HugePages && m.Mode == ModePopulate:
@@ -159,28 +180,100 @@ type Config struct {
 }
 
 // ParseConfig parses and validates a configuration file's contents;
-// unknown keys are errors.
+// unknown keys are errors. Errors name the line and the kind of problem,
+// never the file's text: /-/reload answers them to any client, and the file
+// named may be one it should not see (yaml's own messages quote values).
 func ParseConfig(b []byte, maxBytes uint64) (*Config, error) {
 	var c Config
 	if err := yaml.UnmarshalStrict(b, &c); err != nil {
-		return nil, err
+		return nil, yamlProblem(err)
 	}
 	for name, m := range c.Modules {
 		if name == "" {
 			return nil, fmt.Errorf("a module has an empty name")
 		}
 		if err := m.Validate(maxBytes); err != nil {
-			return nil, fmt.Errorf("module %q: %w", name, err)
+			return nil, fmt.Errorf("module %.40q: %w", name, err)
 		}
 	}
 	return &c, nil
 }
 
-// LoadConfig reads and parses the configuration file at path.
+// MaxConfigBytes bounds the probe configuration file.
+const MaxConfigBytes = 1 << 20
+
+// LoadConfig reads and parses the configuration file at path: a regular
+// file of at most MaxConfigBytes.
 func LoadConfig(path string, maxBytes uint64) (*Config, error) {
-	b, err := os.ReadFile(path)
+	f, err := os.OpenFile(path, os.O_RDONLY|unix.O_NONBLOCK, 0) // a FIFO must not block
 	if err != nil {
 		return nil, err
 	}
+	defer f.Close()
+	if st, err := f.Stat(); err != nil {
+		return nil, err
+	} else if !st.Mode().IsRegular() {
+		return nil, fmt.Errorf("not a regular file")
+	}
+	b, err := io.ReadAll(io.LimitReader(f, MaxConfigBytes+1))
+	if err != nil {
+		return nil, err
+	}
+	if len(b) > MaxConfigBytes {
+		return nil, fmt.Errorf("larger than %d bytes", MaxConfigBytes)
+	}
 	return ParseConfig(b, maxBytes)
+}
+
+var (
+	yamlLineRe  = regexp.MustCompile(`^(?:yaml: )?line (\d+): (.*)$`)
+	yamlTypeRe  = regexp.MustCompile(`^cannot unmarshal (!!\w+) .* into (\S+)$`)
+	yamlFieldRe = regexp.MustCompile(`^field .* not found in type (\S+)$`)
+	yamlKeyRe   = regexp.MustCompile(`^key .* already set in map$`)
+)
+
+// yamlProblem rewrites a yaml error to its line numbers and kinds of
+// problem, dropping every quoted value, key and field name.
+func yamlProblem(err error) error {
+	if errors.Is(err, errMalformed) {
+		return err // ours (a size), which quotes nothing
+	}
+	var te *yaml.TypeError
+	if !errors.As(err, &te) {
+		msg := err.Error()
+		if m := yamlLineRe.FindStringSubmatch(msg); m != nil {
+			return fmt.Errorf("%w: yaml syntax error on line %s: %s", errMalformed, m[1], syntaxKind(m[2]))
+		}
+		return fmt.Errorf("%w: %s", errMalformed, syntaxKind(strings.TrimPrefix(msg, "yaml: ")))
+	}
+	var parts []string
+	for i, e := range te.Errors {
+		if i == 5 {
+			parts = append(parts, fmt.Sprintf("and %d more", len(te.Errors)-i))
+			break
+		}
+		line, what := "?", "invalid value"
+		if m := yamlLineRe.FindStringSubmatch(e); m != nil {
+			line = m[1]
+			switch {
+			case yamlTypeRe.MatchString(m[2]):
+				t := yamlTypeRe.FindStringSubmatch(m[2])
+				what = fmt.Sprintf("a %s value where %s belongs", t[1], t[2])
+			case yamlFieldRe.MatchString(m[2]):
+				what = "unknown key in " + yamlFieldRe.FindStringSubmatch(m[2])[1]
+			case yamlKeyRe.MatchString(m[2]):
+				what = "a key given twice"
+			}
+		}
+		parts = append(parts, "line "+line+": "+what)
+	}
+	return fmt.Errorf("%w: %s", errMalformed, strings.Join(parts, "; "))
+}
+
+// syntaxKind keeps a yaml syntax message unless it quotes the text.
+func syntaxKind(msg string) string {
+	if strings.ContainsAny(msg, "`'\"") || len(msg) > 80 {
+		return "malformed YAML"
+	}
+	return msg
 }

@@ -76,7 +76,7 @@ func runLocal(ctx context.Context, env *Env, m Module, res *Result, logger *slog
 	}
 	res.timed(PhaseMap, t)
 	env.runHook(PhaseMap, r.mem)
-	logger.Debug("mapped", "addr", fmt.Sprintf("%#x", r.addr()), "bytes", length, "map_seconds", res.Phases[PhaseMap].Seconds())
+	logger.Debug("mapped", "bytes", length, "map_seconds", res.Phases[PhaseMap].Seconds())
 
 	t = time.Now()
 	err = spec.lock(ctx, r, chunk)

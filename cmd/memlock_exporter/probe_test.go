@@ -4,10 +4,12 @@ import (
 	"context"
 	"io"
 	"log/slog"
+	"math"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"os/exec"
+	"os/signal"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -189,10 +191,14 @@ func TestProbeEndToEnd(t *testing.T) {
 	_, body = probeGet(t, srv.URL+"/metrics")
 	probeMustContain(t, "/metrics", body, "memlock_probe_config_last_reload_successful 0")
 
-	// Reload by SIGHUP (startProbes handles it).
+	// Reload by SIGHUP (run's handler, reloadOnHUP).
 	if err := os.WriteFile(cfg, []byte("modules:\n  by_hup:\n    mode: populate\n    size: 8KiB\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	go reloadOnHUP(ctx, hup, o.probe.runner, logger)
 	if err := syscall.Kill(os.Getpid(), syscall.SIGHUP); err != nil {
 		t.Fatal(err)
 	}
@@ -328,5 +334,137 @@ func TestProbeSizeAuto(t *testing.T) {
 				t.Errorf("the auto-sized probe failed\n%s", e.logs)
 			}
 		})
+	}
+}
+
+// limitsField returns the soft and hard "Max locked memory" of
+// /proc/self/limits ("unlimited" as -1).
+func limitsField(t *testing.T) (soft, hard float64) {
+	t.Helper()
+	b, err := os.ReadFile("/proc/self/limits")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, l := range strings.Split(string(b), "\n") {
+		if rest, ok := strings.CutPrefix(l, "Max locked memory"); ok {
+			f := strings.Fields(rest)
+			conv := func(s string) float64 {
+				if s == "unlimited" {
+					return -1
+				}
+				v, err := strconv.ParseFloat(s, 64)
+				if err != nil {
+					t.Fatalf("limits: %q", l)
+				}
+				return v
+			}
+			return conv(f[0]), conv(f[1])
+		}
+	}
+	t.Fatal("no Max locked memory line in /proc/self/limits")
+	return 0, 0
+}
+
+// TestSelfMetricsWithoutProbes: memlock_exporter_limit_*_bytes,
+// _cap_ipc_lock and _locked_bytes describe the exporter itself and are
+// served without --probe.enable (before, only with it), with the values
+// the kernel shows in /proc/self/limits and /proc/self/status.
+func TestSelfMetricsWithoutProbes(t *testing.T) {
+	requireLinuxProc(t)
+	var o options
+	if _, err := newApp(&o).Parse([]string{"--web.disable-exporter-metrics"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := o.validate(); err != nil {
+		t.Fatal(err)
+	}
+	logger := slog.New(slog.DiscardHandler)
+	exp, err := collector.New(o.cfg, []string{"system"}, logger)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mux, err := newMux(&o, exp, logger)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body := get(mux, "/metrics").Body.String()
+	soft, hard := limitsField(t)
+	for name, want := range map[string]float64{
+		"memlock_exporter_limit_soft_bytes": soft,
+		"memlock_exporter_limit_hard_bytes": hard,
+		"memlock_exporter_cap_ipc_lock":     capIPCLock(t, os.Getpid()),
+		"memlock_exporter_locked_bytes":     float64(atoiKB(procStatusField(t, os.Getpid(), "VmLck")) << 10),
+	} {
+		got, ok := metricValue(body, name)
+		if want == -1 {
+			want = math.Inf(1)
+		}
+		if !ok || got != want {
+			t.Errorf("%s: %v (present %t), want %v", name, got, ok, want)
+		}
+	}
+	if strings.Contains(body, "memlock_probe_") {
+		t.Error("probe metrics without --probe.enable")
+	}
+	reg := prometheus.NewPedanticRegistry()
+	reg.MustRegister(probe.NewSelfCollector())
+	if problems, err := testutil.CollectAndLint(probe.NewSelfCollector()); err != nil || len(problems) > 0 {
+		t.Errorf("lint: %v %v", problems, err)
+	}
+	if _, err := reg.Gather(); err != nil {
+		t.Error(err)
+	}
+}
+
+// TestOnDemandModesUnscheduled: every built-in mode is a /probe module,
+// whether --probe.modes schedules it or not (before, /probe?module=mlockall
+// was refused unless --probe.modes named it); the schedule runs only
+// --probe.modes.
+func TestOnDemandModesUnscheduled(t *testing.T) {
+	var o options
+	if _, err := newApp(&o).Parse([]string{"--probe.enable", "--probe.interval=0", "--probe.modes=mlock", "--probe.size=16KiB"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := o.validate(); err != nil {
+		t.Fatal(err)
+	}
+	logger := slog.New(slog.DiscardHandler)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var err error
+	if o.probe.runner, err = startProbes(ctx, &o.probe, o.cfg.ProcPath, logger); err != nil {
+		t.Fatal(err)
+	}
+	defer o.probe.runner.Stop()
+	if h := probe.NewEnv("", "").Headroom(); h.Effective < 64<<10 {
+		t.Skipf("this process can lock only %d bytes", h.Effective)
+	}
+	exp, err := collector.New(o.cfg, []string{"system"}, logger)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mux, err := newMux(&o, exp, logger)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range []string{"mlock", "onfault", "populate"} {
+		if w := get(mux, "/probe?module="+m); w.Code != 200 || !strings.Contains(w.Body.String(), "probe_success 1") {
+			t.Errorf("/probe?module=%s: %d\n%s", m, w.Code, w.Body)
+		}
+	}
+	// mlockall: served (not 400) whatever its outcome, which depends on the
+	// limit (docs/probes.md); with CAP_IPC_LOCK it must succeed.
+	w := get(mux, "/probe?module=mlockall")
+	if w.Code != 200 {
+		t.Errorf("/probe?module=mlockall: %d\n%s", w.Code, w.Body)
+	}
+	if capIPCLock(t, os.Getpid()) == 1 && !strings.Contains(w.Body.String(), "probe_success 1") {
+		t.Errorf("/probe?module=mlockall with CAP_IPC_LOCK:\n%s", w.Body)
+	}
+	o.probe.runner.RunScheduled(ctx)
+	body := get(mux, "/metrics").Body.String()
+	probeMustContain(t, "/metrics", body, `memlock_probe_runs_total{mode="mlock"} 1`)
+	if strings.Contains(body, `memlock_probe_runs_total{mode="onfault"}`) || strings.Contains(body, `memlock_probe_runs_total{mode="mlockall"}`) {
+		t.Errorf("unscheduled modes on the schedule's metrics:\n%s", body)
 	}
 }
