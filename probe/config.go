@@ -140,6 +140,14 @@ type Module struct {
 	// MCL_CURRENT faults in every writable mapping of the child, the Go
 	// heap arena included (tens of MiB).
 	OnFault *bool `yaml:"onfault"`
+	// Current (mlockall only, default true) keeps MCL_CURRENT, which the
+	// kernel refuses (ENOMEM) unless the child's whole address space
+	// (total_vm, hundreds of MiB for a Go program) fits in RLIMIT_MEMLOCK or
+	// it has CAP_IPC_LOCK. false calls mlockall(MCL_FUTURE) only and maps
+	// the region afterwards, which the kernel locks and checks against the
+	// limit like any lock (locked_vm plus the region): the probe then runs
+	// under an ordinary finite limit.
+	Current *bool `yaml:"current"`
 	// Timeout caps the probe below the scrape's own deadline; 0: none.
 	Timeout time.Duration `yaml:"timeout"`
 	// IgnoreHeadroom attempts the probe even when it exceeds the
@@ -162,6 +170,8 @@ func (m *Module) Validate(maxBytes uint64) error {
 		return fmt.Errorf("hugepages needs madvise before the pages fault in, which populate cannot do")
 	case m.OnFault != nil && m.Mode != ModeMlockall:
 		return fmt.Errorf("onfault applies to mode mlockall only (mode onfault is mlock2(MLOCK_ONFAULT))")
+	case m.Current != nil && m.Mode != ModeMlockall:
+		return fmt.Errorf("current applies to mode mlockall only")
 	case m.TouchSize > 0 && m.Mode != ModeOnfault:
 		return fmt.Errorf("touch_size applies to mode onfault only")
 	case m.TouchSize > m.Size && m.Size > 0:
@@ -173,6 +183,8 @@ func (m *Module) Validate(maxBytes uint64) error {
 }
 
 func (m *Module) mlockallOnFault() bool { return m.OnFault == nil || *m.OnFault }
+
+func (m *Module) mlockallCurrent() bool { return m.Current == nil || *m.Current }
 
 // Config is the probe configuration file.
 type Config struct {

@@ -61,6 +61,39 @@ func TestFailureOverLimit(t *testing.T) {
 	}
 }
 
+// With RLIMIT_MEMLOCK 0 and the headroom check on (every module unless it
+// says ignore_headroom), no probe is attempted: the headroom is 0, so the
+// reason is headroom, not eperm (docs/probes.md, docs/security.md).
+func TestFailureZeroLimitIsHeadroom(t *testing.T) {
+	got := runUnprivileged(t, childRequest{Limit: 0, Modules: allModes(16<<10, false)})
+	wantReasons(t, got, map[string]Reason{"mlock": ReasonHeadroom, "onfault": ReasonHeadroom, "populate": ReasonHeadroom, "mlockall": ReasonHeadroom})
+	if o := got["mlock"]; o.Rlimit != 0 {
+		t.Errorf("rlimit headroom %d, want 0", o.Rlimit)
+	}
+}
+
+// mlockall under an ordinary finite limit (1 MiB, no capability): with
+// MCL_CURRENT the kernel compares the Go child's whole address space with
+// the limit and says ENOMEM (enomem_limit, and the error gives VmSize);
+// with current: false, mlockall(MCL_FUTURE) then a 64 KiB mapping locks it
+// within the limit, and a 2 MiB one is refused with EAGAIN, as mmap of a
+// locked mapping over the limit is.
+func TestMlockallFutureUnderLimit(t *testing.T) {
+	no := false
+	got := runUnprivileged(t, childRequest{Limit: 1 << 20, Modules: []NamedModule{
+		{Name: "current", Module: Module{Mode: ModeMlockall, Size: 64 << 10}},
+		{Name: "future", Module: Module{Mode: ModeMlockall, Size: 64 << 10, Current: &no}},
+		{Name: "future_populate", Module: Module{Mode: ModeMlockall, Size: 64 << 10, Current: &no, OnFault: &no}},
+		{Name: "future_over", Module: Module{Mode: ModeMlockall, Size: 2 << 20, Current: &no, IgnoreHeadroom: true}},
+	}})
+	wantReasons(t, got, map[string]Reason{"current": ReasonENOMEMLimit, "future": "", "future_populate": "", "future_over": ReasonEAGAIN})
+	t.Logf("MCL_CURRENT under 1 MiB: %s", got["current"].Err)
+	t.Logf("MCL_FUTURE, 2 MiB under 1 MiB: %s", got["future_over"].Err)
+	if e := got["current"].Err; !strings.Contains(e, "VmSize") || !strings.Contains(e, "current: false") {
+		t.Errorf("the MCL_CURRENT failure does not say what to do: %q", e)
+	}
+}
+
 // The same probes with the headroom check on are not attempted.
 func TestFailureHeadroomRefusal(t *testing.T) {
 	got := runUnprivileged(t, childRequest{Limit: 16 << 10, Modules: allModes(64<<10, false)})

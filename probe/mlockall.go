@@ -40,6 +40,7 @@ type childReport struct {
 	Touched        uint64           `json:"touched"`
 	HugeBytes      uint64           `json:"huge_bytes"`
 	ProcessLocked  uint64           `json:"process_locked"`
+	VmSize         uint64           `json:"vm_size"` // before mlockall: what MCL_CURRENT checks
 	FutureLocked   bool             `json:"future_locked"`
 	KpageChecked   bool             `json:"kpage_checked"`
 	KpagePages     uint64           `json:"kpage_pages"`
@@ -48,7 +49,10 @@ type childReport struct {
 
 // mlockallFlags returns the mlockall(2) flags of a module.
 func mlockallFlags(m Module) int {
-	f := unix.MCL_CURRENT | unix.MCL_FUTURE
+	f := unix.MCL_FUTURE
+	if m.mlockallCurrent() {
+		f |= unix.MCL_CURRENT
+	}
 	if m.mlockallOnFault() {
 		f |= unix.MCL_ONFAULT
 	}
@@ -91,9 +95,10 @@ func probeMlockall(ctx context.Context, env *Env, m Module, res *Result, logger 
 		errno := unix.Errno(rep.Errno)
 		reason := classify(errno, res.Bytes, &res.Headroom)
 		// mlockall(MCL_CURRENT) checks the whole address space (total_vm)
-		// against the limit, not only the region.
-		if errno == unix.ENOMEM && !res.Headroom.CapIPCLock && res.Headroom.Soft != unlimited {
-			reason = ReasonENOMEMLimit
+		// against the limit, not only the region (mm/mlock.c).
+		if rep.Op == "mlockall" && errno == unix.ENOMEM && !res.Headroom.CapIPCLock && res.Headroom.Soft != unlimited {
+			return res.fail(ReasonENOMEMLimit, fmt.Errorf("mlockall(MCL_CURRENT) in child: %w: it checks the child's whole address space (VmSize %d bytes) against RLIMIT_MEMLOCK (%d bytes); needs CAP_IPC_LOCK or a larger limit, or use current: false to probe mlockall(MCL_FUTURE)",
+				errno, rep.VmSize, res.Headroom.Soft))
 		}
 		return res.fail(reason, fmt.Errorf("%s in child: %w", rep.Op, errno))
 	}
@@ -140,7 +145,13 @@ func RunChild() int {
 		return out()
 	}
 	baseline := st.Locked
+	rep.VmSize = vmSize(env)
+	current := flags&unix.MCL_CURRENT != 0
 
+	// With MCL_CURRENT the region is mapped first and mlockall locks it;
+	// with MCL_FUTURE alone mlockall comes first and the region's mapping,
+	// locked as the kernel makes it, is the lock phase. The reservation is
+	// made before mlockall either way, so that it is never locked itself.
 	t := time.Now()
 	r, err := reserve(length, huge)
 	if err != nil {
@@ -148,17 +159,33 @@ func RunChild() int {
 		return out()
 	}
 	defer r.release()
-	if err := r.mapFixed(0, length, 0); err != nil {
-		rep.Op, rep.Errno = "mmap", errnoOf(err)
-		return out()
-	}
-	if huge {
-		_ = unix.Madvise(r.mem, unix.MADV_HUGEPAGE)
+	if current {
+		if err := r.mapFixed(0, length, 0); err != nil {
+			rep.Op, rep.Errno = "mmap", errnoOf(err)
+			return out()
+		}
+		if huge {
+			_ = unix.Madvise(r.mem, unix.MADV_HUGEPAGE)
+		}
 	}
 	res.timed(PhaseMap, t)
 
 	t = time.Now()
 	err = unix.Mlockall(flags)
+	if err == nil && !current {
+		r.mayBeLocked = true
+		// Over the limit the kernel refuses the locked mapping with EAGAIN.
+		if err = r.mapFixed(0, length, 0); err != nil {
+			res.timed(PhaseLock, t)
+			unix.Munlockall()
+			rep.Op, rep.Errno = "mmap after mlockall(MCL_FUTURE)", errnoOf(err)
+			copyPhases(&rep, res)
+			return out()
+		}
+		if huge {
+			_ = unix.Madvise(r.mem, unix.MADV_HUGEPAGE)
+		}
+	}
 	res.timed(PhaseLock, t)
 	if err != nil {
 		rep.Op, rep.Errno = "mlockall", errnoOf(err)
@@ -212,6 +239,25 @@ func RunChild() int {
 	rep.KpageChecked, rep.KpagePages, rep.KpageMlocked = res.KpageflagsChecked, res.KpageflagsPages, res.KpageflagsMlocked
 	copyPhases(&rep, res)
 	return out()
+}
+
+// vmSize is this process's VmSize in bytes (total_vm, which
+// mlockall(MCL_CURRENT) compares with the limit), or 0 if unknown.
+func vmSize(env *Env) uint64 {
+	b, err := env.read("self/status")
+	if err != nil {
+		return 0
+	}
+	_, rest, ok := bytes.Cut(b, []byte("\nVmSize:"))
+	if !ok {
+		return 0
+	}
+	line, _, _ := bytes.Cut(rest, []byte("\n"))
+	kb, err := strconv.ParseUint(string(bytes.TrimSpace(bytes.TrimSuffix(bytes.TrimSpace(line), []byte("kB")))), 10, 64)
+	if err != nil {
+		return 0
+	}
+	return kb << 10
 }
 
 func copyPhases(rep *childReport, res *Result) {

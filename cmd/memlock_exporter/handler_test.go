@@ -188,3 +188,16 @@ func TestDisableExporterMetricsWithProbes(t *testing.T) {
 		t.Errorf("exporter metrics present despite --web.disable-exporter-metrics:\n%s", body)
 	}
 }
+
+func TestRedactAddresses(t *testing.T) {
+	for in, want := range map[string]string{
+		"smaps: entry at 7f48b17be000 lacks Size": "smaps: entry at <address> lacks Size",
+		"addr=0x7f48b17be000 bytes=16777216":      "addr=<address> bytes=16777216",
+		"bytes=16777216 probe_bytes=1048576":      "bytes=16777216 probe_bytes=1048576",
+		"msg=verified acceptedfeedface":           "msg=verified acceptedfeedface",
+	} {
+		if got := redactAddresses(in); got != want {
+			t.Errorf("redactAddresses(%q) = %q, want %q", in, got, want)
+		}
+	}
+}

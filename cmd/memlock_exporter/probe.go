@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"net/http"
 	"os"
+	"regexp"
 	"strings"
 	"time"
 
@@ -147,6 +148,21 @@ func registerProbes(mux *http.ServeMux, o *options, reg *prometheus.Registry, lo
 	})
 }
 
+// hexAddr matches what may be a virtual address written in hex.
+var hexAddr = regexp.MustCompile(`\b(?:0x)?[0-9a-f]{8,16}\b`)
+
+// redactAddresses replaces hex numbers of 8 to 16 digits that mix digits
+// and letters (a decimal byte count or a word is left alone).
+func redactAddresses(s string) string {
+	return hexAddr.ReplaceAllStringFunc(s, func(m string) string {
+		h := strings.TrimPrefix(m, "0x")
+		if strings.HasPrefix(m, "0x") || (strings.ContainsAny(h, "0123456789") && strings.ContainsAny(h, "abcdef")) {
+			return "<address>"
+		}
+		return m
+	})
+}
+
 // probeHandler serves /probe?module=NAME[&debug=true] in blackbox_exporter's
 // manner: one probe per request, in a fresh registry, within the scrape's
 // X-Prometheus-Scrape-Timeout-Seconds (at most --scrape.max-timeout). At
@@ -193,7 +209,9 @@ func probeHandler(r *probe.Runner, maxReqs int, to timeouts, logger *slog.Logger
 		reg.MustRegister(probe.NewResultCollector(&res))
 		if q.Get("debug") == "true" {
 			w.Header().Set("Content-Type", "text/plain; charset=utf-8")
-			fmt.Fprintf(w, "Logs for the probe:\n%s\n\nMetrics that would have been returned:\n", log.String())
+			// No virtual address reaches a client (ASLR): the probers log none,
+			// and an error quoting one (a malformed smaps entry) is redacted.
+			fmt.Fprintf(w, "Logs for the probe:\n%s\n\nMetrics that would have been returned:\n", redactAddresses(log.String()))
 			mfs, err := reg.Gather()
 			if err != nil {
 				fmt.Fprintf(w, "error gathering metrics: %v\n", err)
