@@ -440,3 +440,57 @@ func TestServerErrorsAreJSON(t *testing.T) {
 	}
 	t.Logf("%s", lastLogLine(e.logs.String(), "TLS handshake error"))
 }
+
+// TestConcurrentScrapeMemory measures the most memory unauthenticated
+// clients can make the exporter use by scraping: five rounds of 100
+// concurrent scrapes against the default --web.max-requests (40), each
+// reporting every process, with a one-day timeout header. The rise of the
+// exporter's VmHWM (peak RSS, from the kernel) is logged (docs/security.md
+// quotes it) and bounded by 64 MiB.
+func TestConcurrentScrapeMemory(t *testing.T) {
+	t.Parallel()
+	requireLinuxProc(t)
+	bin, _ := sharedBuild(t)
+	e := startExporter(t, bin, -1, "--collector.process.include=.*")
+	pid := e.cmd.Process.Pid
+	client := &http.Client{Timeout: 60 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 100}}
+	url := "http://" + e.addr + "/metrics"
+	if _, _, err := fetch(client, url, "", ""); err != nil {
+		t.Fatal(err)
+	}
+	before := atoiKB(procStatusField(t, pid, "VmHWM"))
+	var ok, busy atomic.Int64
+	for range 5 {
+		var wg sync.WaitGroup
+		for range 100 {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				req, _ := http.NewRequest("GET", url, nil)
+				req.Header.Set("X-Prometheus-Scrape-Timeout-Seconds", "86400")
+				resp, err := client.Do(req)
+				if err != nil {
+					t.Errorf("scrape: %v", err)
+					return
+				}
+				bufio.NewReader(resp.Body).WriteTo(discard{})
+				resp.Body.Close()
+				if resp.StatusCode == 200 {
+					ok.Add(1)
+				} else {
+					busy.Add(1)
+				}
+			}()
+		}
+		wg.Wait()
+	}
+	after := atoiKB(procStatusField(t, pid, "VmHWM"))
+	t.Logf("500 scrapes, 100 at a time (%d served, %d refused): VmHWM %d kB -> %d kB (+%d kB)", ok.Load(), busy.Load(), before, after, after-before)
+	if after-before > 64<<10 {
+		t.Errorf("VmHWM rose by %d kB (bound 65536 kB)", after-before)
+	}
+}
+
+type discard struct{}
+
+func (discard) Write(p []byte) (int, error) { return len(p), nil }
