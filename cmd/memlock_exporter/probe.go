@@ -8,6 +8,7 @@ import (
 	"os"
 	"regexp"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/alecthomas/kingpin/v2"
@@ -130,12 +131,18 @@ func registerProbes(mux *http.ServeMux, o *options, reg *prometheus.Registry, lo
 	r := o.probe.runner
 	reg.MustRegister(r)
 	mux.Handle("/probe", probeHandler(r, o.probe.maxReqs, timeouts{o.scrapeTimeout, o.timeoutOffset, o.maxTimeout}, logger))
+	var reloading sync.Mutex // one reload (a read of up to 1 MiB) at a time
 	mux.HandleFunc("/-/reload", func(w http.ResponseWriter, req *http.Request) {
 		if req.Method != http.MethodPost && req.Method != http.MethodPut {
 			w.Header().Set("Allow", "POST, PUT")
 			http.Error(w, "use POST or PUT to reload", http.StatusMethodNotAllowed)
 			return
 		}
+		if !reloading.TryLock() {
+			http.Error(w, "a reload is in progress", http.StatusServiceUnavailable)
+			return
+		}
+		defer reloading.Unlock()
 		if err := r.Reload(); err != nil {
 			// The error names the file and the problem (probe.ParseConfig
 			// never quotes the file's content).
