@@ -474,10 +474,17 @@ func TestBadInvocations(t *testing.T) {
 	dir := t.TempDir()
 	badWeb := filepath.Join(dir, "web.yml")
 	os.WriteFile(badWeb, []byte("tls_server_config:\n  cert_file: /nonexistent\n"), 0o644)
+	secretWeb := filepath.Join(dir, "secret.yml")
+	os.WriteFile(secretWeb, []byte("root:$6$Xq9sEcReT7hash:19000:0:99999:7:::\n"), 0o644)
+	secretKey := filepath.Join(dir, "secret-key.yml")
+	os.WriteFile(secretKey, []byte("Xq9sEcReT7hash: 1\n"), 0o644)
 	for _, tc := range []struct {
 		args []string
 		want string
 	}{
+		// A web config that is another file entirely: named, not quoted.
+		{[]string{"--web.config.file=" + secretWeb}, "--web.config.file"},
+		{[]string{"--web.config.file=" + secretKey}, "unknown field in type"},
 		// kingpin's IntVar parses floats: these became -9223372036854775808, 1000 and 0.
 		{[]string{"--web.max-requests=99999999999999999999"}, `--web.max-requests="99999999999999999999": "99999999999999999999" is out of range: at most 2147483647`},
 		{[]string{"--web.max-requests=1e3"}, `"1e3" is not a whole number`},
@@ -508,7 +515,7 @@ func TestBadInvocations(t *testing.T) {
 		if code != 2 || !strings.Contains(stderr.String(), tc.want) {
 			t.Errorf("%v: exit %d, stderr %q; want 2 and %q", tc.args, code, stderr.String(), tc.want)
 		}
-		if strings.Contains(stderr.String(), "<nil>") || strings.Contains(stderr.String(), "-9223372036854775808") {
+		if strings.Contains(stderr.String(), "<nil>") || strings.Contains(stderr.String(), "-9223372036854775808") || strings.Contains(stderr.String(), "Xq9sEcReT7hash") {
 			t.Errorf("%v: message %q", tc.args, stderr.String())
 		}
 	}

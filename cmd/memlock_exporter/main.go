@@ -165,10 +165,24 @@ func (o *options) validate() error {
 	}
 	if f := *o.web.WebConfigFile; f != "" {
 		if err := web.Validate(f); err != nil {
-			return fmt.Errorf("--web.config.file %q: %w", f, err)
+			return fmt.Errorf("--web.config.file %q: %s", f, redactYAML(err.Error()))
 		}
 	}
 	return nil
+}
+
+// yamlQuoted and yamlField match what yaml's messages quote of a file: a
+// value in backquotes, and a key named as a field not found.
+var (
+	yamlQuoted = regexp.MustCompile("`[^`]*`")
+	yamlField  = regexp.MustCompile(`field .* not found in type`)
+)
+
+// redactYAML drops the file's text from a yaml error message, so that a
+// --web.config.file naming the wrong file (a secret) does not print it.
+func redactYAML(msg string) string {
+	msg = yamlQuoted.ReplaceAllString(msg, "(value)")
+	return yamlField.ReplaceAllString(msg, "unknown field in type")
 }
 
 // readableDir checks that a --path.* flag names a directory this process
