@@ -19,6 +19,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"golang.org/x/crypto/bcrypt"
 )
 
 // Hostile clients and careless operators, against the real binary
@@ -263,7 +265,7 @@ func TestScrapeTimeoutHeaderOverHTTP(t *testing.T) {
 	bin, _ := sharedBuild(t)
 	e := startExporter(t, bin, -1, "--log.level=debug", "--scrape.timeout=5s", "--scrape.max-timeout=7s", "--scrape.timeout-offset=500ms")
 	client := &http.Client{Timeout: 30 * time.Second}
-	for _, tc := range []struct{ header, want string }{
+	for i, tc := range []struct{ header, want string }{
 		{"86400", "timeout_seconds=7 "},
 		{"+Inf", "timeout_seconds=7 "},
 		{"NaN", "timeout_seconds=5 "},
@@ -284,6 +286,12 @@ func TestScrapeTimeoutHeaderOverHTTP(t *testing.T) {
 		resp.Body.Close()
 		if resp.StatusCode != 200 || !strings.Contains(b.String(), `memlock_scrape_collector_success{collector="system"} 1`) {
 			t.Errorf("header %q: status %d\n%.300s", tc.header, resp.StatusCode, b.String())
+		}
+		// The log comes through a pipe: wait for this request's line.
+		for deadline := time.Now().Add(10 * time.Second); strings.Count(e.logs.String(), "msg=scrape ") < i+1; time.Sleep(5 * time.Millisecond) {
+			if time.Now().After(deadline) {
+				t.Fatalf("header %q: no scrape log line\n%s", tc.header, e.logs)
+			}
 		}
 		if l := lastLogLine(e.logs.String(), "msg=scrape "); !strings.Contains(l, tc.want) {
 			t.Errorf("header %q: log %q, want %s", tc.header, l, tc.want)
@@ -494,3 +502,45 @@ func TestConcurrentScrapeMemory(t *testing.T) {
 type discard struct{}
 
 func (discard) Write(p []byte) (int, error) { return len(p), nil }
+
+// TestWebConfigBrokenAfterStart: exporter-toolkit rereads --web.config.file
+// on every request and logs its parse error; after the file is replaced by
+// another (a secret), the request gets 500 and the log names the problem
+// without quoting the file.
+func TestWebConfigBrokenAfterStart(t *testing.T) {
+	t.Parallel()
+	bin, _ := sharedBuild(t)
+	dir := t.TempDir()
+	cfg := filepath.Join(dir, "web.yml")
+	hash, err := bcrypt.GenerateFromPassword([]byte("pw"), bcrypt.MinCost)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(cfg, []byte("basic_auth_users:\n  u: "+string(hash)+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	e := startExporterWith(t, bin, func(addr string) (*http.Response, error) {
+		req, _ := http.NewRequest("GET", "http://"+addr+"/-/ready", nil)
+		req.SetBasicAuth("u", "pw")
+		return http.DefaultClient.Do(req)
+	}, "--web.config.file="+cfg)
+	const secret = "Xq9sEcReT7hash"
+	if err := os.WriteFile(cfg, []byte("root:$6$"+secret+":19000:0:99999:7:::\n"+secret+": 1\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	code, body, err := fetch(&http.Client{Timeout: 10 * time.Second}, "http://"+e.addr+"/metrics", "u", "pw")
+	if err != nil || code != http.StatusInternalServerError || strings.Contains(body, secret) {
+		t.Errorf("broken web config: %d %v %q, want 500 without the file", code, err, body)
+	}
+	// The log reaches the test through a pipe: wait for the line.
+	for deadline := time.Now().Add(10 * time.Second); !strings.Contains(e.logs.String(), "Unable to parse configuration"); time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("no parse error logged:\n%s", e.logs)
+		}
+	}
+	logs := e.logs.String()
+	if strings.Contains(logs, secret) || strings.Contains(logs, "root:") {
+		t.Errorf("the log quotes the web config:\n%s", logs)
+	}
+	t.Logf("%s", lastLogLine(logs, "Unable to parse configuration"))
+}

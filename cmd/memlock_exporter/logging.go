@@ -27,6 +27,33 @@ func (h boundedHandler) Handle(ctx context.Context, r slog.Record) error {
 	return h.Handler.Handle(ctx, nr)
 }
 
+// yamlRedactingHandler drops what yaml errors quote of a file from string
+// attributes: exporter-toolkit rereads --web.config.file on every request
+// and logs its parse error, which would quote the file.
+type yamlRedactingHandler struct{ slog.Handler }
+
+func (h yamlRedactingHandler) Handle(ctx context.Context, r slog.Record) error {
+	nr := slog.NewRecord(r.Time, r.Level, r.Message, r.PC)
+	r.Attrs(func(a slog.Attr) bool {
+		if v := a.Value.Resolve(); v.Kind() == slog.KindString {
+			a = slog.String(a.Key, redactYAML(v.String()))
+		} else if err, ok := v.Any().(error); ok && v.Kind() == slog.KindAny {
+			a = slog.String(a.Key, redactYAML(err.Error()))
+		}
+		nr.AddAttrs(a)
+		return true
+	})
+	return h.Handler.Handle(ctx, nr)
+}
+
+func (h yamlRedactingHandler) WithAttrs(as []slog.Attr) slog.Handler {
+	return yamlRedactingHandler{h.Handler.WithAttrs(as)}
+}
+
+func (h yamlRedactingHandler) WithGroup(name string) slog.Handler {
+	return yamlRedactingHandler{h.Handler.WithGroup(name)}
+}
+
 func (h boundedHandler) WithAttrs(as []slog.Attr) slog.Handler {
 	b := make([]slog.Attr, len(as))
 	for i, a := range as {

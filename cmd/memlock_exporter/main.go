@@ -303,7 +303,8 @@ func run(args []string, stderr io.Writer) int {
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute,
 		MaxHeaderBytes: maxHeaderBytes, ErrorLog: slog.NewLogLogger(logger.Handler(), slog.LevelWarn)}
 	serveErr := make(chan error, 1)
-	go func() { serveErr <- web.ListenAndServe(srv, o.web, logger) }()
+	webLogger := slog.New(yamlRedactingHandler{logger.Handler()})
+	go func() { serveErr <- web.ListenAndServe(srv, o.web, webLogger) }()
 
 	select {
 	case err := <-serveErr:
