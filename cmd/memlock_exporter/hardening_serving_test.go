@@ -273,7 +273,9 @@ func TestServingSlowloris(t *testing.T) {
 // TestServingClientNeverReads sends scrapes whose responses are never
 // read, with --web.max-requests=1, until a write blocks: the stuck write
 // must end (the write deadline) and free the slot, or the exporter answers
-// 503 to every scrape for ever.
+// 503 to every scrape for ever. The scrapes ask for a one-day deadline in
+// X-Prometheus-Scrape-Timeout-Seconds: --scrape.max-timeout (2 s here) caps
+// it, or the clients would hold the slot for a day (issue 10 point 4).
 func TestServingClientNeverReads(t *testing.T) {
 	t.Parallel()
 	bin, _ := sharedBuild(t)
@@ -290,7 +292,8 @@ func TestServingClientNeverReads(t *testing.T) {
 		}
 		t.Cleanup(func() { c.Process.Kill(); c.Wait() })
 	}
-	e := startExporter(t, bin, -1, "--web.max-requests=1", "--collector.process.include=.*", "--collector.process.max-processes=0")
+	e := startExporter(t, bin, -1, "--web.max-requests=1", "--collector.process.include=.*", "--collector.process.max-processes=0",
+		"--scrape.timeout=2s", "--scrape.max-timeout=2s")
 	client := &http.Client{Timeout: 30 * time.Second}
 	_, body, err := fetch(client, "http://"+e.addr+"/metrics", "", "")
 	if err != nil {
@@ -312,10 +315,10 @@ func TestServingClientNeverReads(t *testing.T) {
 		t.Cleanup(func() { c.Close() })
 		// Pipelined requests, answered one after the other, until the
 		// unread responses fill every buffer (tens of MiB in all) and a
-		// write blocks. Prometheus says it waits 2 s: a deadline of 1.5 s.
+		// write blocks. The client asks for a day; the cap gives 2 s.
 		go func() {
 			for range 64 {
-				if _, err := fmt.Fprintf(c, "GET /metrics HTTP/1.1\r\nHost: %s\r\nX-Prometheus-Scrape-Timeout-Seconds: 2\r\n\r\n", e.addr); err != nil {
+				if _, err := fmt.Fprintf(c, "GET /metrics HTTP/1.1\r\nHost: %s\r\nX-Prometheus-Scrape-Timeout-Seconds: 86400\r\n\r\n", e.addr); err != nil {
 					return
 				}
 			}
