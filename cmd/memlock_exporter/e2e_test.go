@@ -391,7 +391,7 @@ func TestEndToEnd(t *testing.T) {
 	if got < plainBytes+onfaultTouched || got < math.Min(before, after)-slack || got > math.Max(before, after)+slack {
 		t.Errorf("mlocked %v outside /proc/meminfo's %v..%v", got, before, after)
 	}
-	if u, _ := value(mfs, "memlock_user_locked_bytes", map[string]string{"uid": strconv.Itoa(os.Getuid())}); u < plainBytes+onfaultBytes {
+	if u, _ := value(mfs, "memlock_user_processes_locked_bytes", map[string]string{"uid": strconv.Itoa(os.Getuid())}); u < plainBytes+onfaultBytes {
 		t.Errorf("user locked %v below the child's own", u)
 	}
 	for _, c := range []string{"system", "process", "user", "sysvipc"} {
