@@ -200,7 +200,7 @@ func (c *processCollector) Update(ctx context.Context, s *Scrape, ch chan<- prom
 // returns false when the process has vanished.
 func (c *processCollector) read(r *linux.Reader, dir *linux.Dir, p procInfo, fail func(string, int, error)) (reportedProc, bool) {
 	rp := reportedProc{procInfo: p}
-	lim, err := c.scanner.memlockLimit(r, dir, p.pid)
+	lim, err := c.scanner.memlockLimit(r, dir, p.pid, p.tid)
 	switch {
 	case err == nil:
 		rp.lim, rp.haveLim = lim, true
@@ -210,7 +210,7 @@ func (c *processCollector) read(r *linux.Reader, dir *linux.Dir, p procInfo, fai
 		fail("limits", p.pid, err)
 	}
 	if c.cfg.Smaps && p.locked > 0 {
-		v, file, err := c.residentLocked(r, dir, p.pid)
+		v, file, err := c.residentLocked(r, dir, p.pid, p.tid)
 		switch {
 		case err == nil:
 			rp.resident, rp.haveResident = v, true
@@ -220,7 +220,7 @@ func (c *processCollector) read(r *linux.Reader, dir *linux.Dir, p procInfo, fai
 			fail(file, p.pid, err)
 		}
 	}
-	initial, err := c.scanner.userNS.Initial(r, dir, p.pid)
+	initial, err := c.scanner.userNS.Initial(r, dir, p.pid, p.tid)
 	switch {
 	case err == nil:
 		rp.userNSInitial, rp.haveNS = initial, true
@@ -242,8 +242,8 @@ func (c *processCollector) read(r *linux.Reader, dir *linux.Dir, p procInfo, fai
 // residentLocked reads the Locked: line of smaps_rollup, or, where the
 // kernel has none (before 4.14) while the pid is there, sums those of
 // smaps. It returns the file whose read failed.
-func (c *processCollector) residentLocked(r *linux.Reader, dir *linux.Dir, pid int) (uint64, string, error) {
-	b, err := r.ReadPid(dir, pid, "smaps_rollup")
+func (c *processCollector) residentLocked(r *linux.Reader, dir *linux.Dir, pid, tid int) (uint64, string, error) {
+	b, err := r.ReadTask(dir, pid, tid, "smaps_rollup")
 	if err == nil {
 		v, err := linux.ParseSmapsRollupLocked(b)
 		return v, "smaps_rollup", err
@@ -251,7 +251,7 @@ func (c *processCollector) residentLocked(r *linux.Reader, dir *linux.Dir, pid i
 	if !errors.Is(err, unix.ENOENT) || !pidExists(dir, pid) {
 		return 0, "smaps_rollup", err
 	}
-	v, err := r.SmapsLocked(dir, pid)
+	v, err := r.SmapsLocked(dir, pid, tid)
 	if errors.Is(err, unix.ENOENT) && pidExists(dir, pid) {
 		err = errNoSmaps // not a vanished process: counted
 	}

@@ -65,7 +65,10 @@ func newProcessScanner(cfg Config, logger *slog.Logger) (*processScanner, error)
 
 // procInfo is a process that qualifies for series of its own.
 type procInfo struct {
-	pid            int
+	pid int
+	// tid is a live thread to read the process's mm-related files
+	// through when its leader has exited (0: the leader is alive).
+	tid            int
 	uid            uint32
 	name           string
 	locked, pinned uint64
@@ -189,11 +192,12 @@ func (ps *processScanner) scan(ctx context.Context) *processScan {
 		if err == nil {
 			err = linux.ParseStatus(b, &st)
 		}
+		tid := 0
 		if err == nil && st.LeaderExited() {
 			// The leader called exit while other threads live on: its
 			// status has lost the mm's lines, a live thread's has them.
 			name := comm[:copy(comm[:], st.Name)]
-			err = ps.liveThreadStatus(r, dir, pid, &st)
+			tid, err = ps.liveThreadStatus(r, dir, pid, &st)
 			st.Name = name
 		}
 		if err != nil {
@@ -218,7 +222,7 @@ func (ps *processScanner) scan(ctx context.Context) *processScan {
 		// collector asks it of every process it reports.
 		charged := st.Pinned
 		if st.Pinned > 0 && st.IPCLock() {
-			initial, err := ps.userNS.Initial(r, dir, pid)
+			initial, err := ps.userNS.Initial(r, dir, pid, tid)
 			if err != nil {
 				if reason := classify(err); reason != "vanished" {
 					res.fail("uid_map", reason)
@@ -253,6 +257,7 @@ func (ps *processScanner) scan(ctx context.Context) *processScan {
 		}
 		res.candidates = append(res.candidates, procInfo{
 			pid:     pid,
+			tid:     tid,
 			uid:     st.UID,
 			name:    strings.ToValidUTF8(string(st.Name), "\uFFFD"),
 			locked:  st.Locked,
@@ -274,12 +279,12 @@ func addSat(a, b uint64, overflow bool) (uint64, bool) {
 }
 
 // liveThreadStatus reads the status of a live thread of pid other than
-// its exited leader into st.
-func (ps *processScanner) liveThreadStatus(r *linux.Reader, dir *linux.Dir, pid int, st *linux.Status) error {
+// its exited leader into st, and returns that thread's id.
+func (ps *processScanner) liveThreadStatus(r *linux.Reader, dir *linux.Dir, pid int, st *linux.Status) (int, error) {
 	var buf [64]int
 	tids, err := r.Tids(dir, pid, buf[:0])
 	if err != nil {
-		return err
+		return 0, err
 	}
 	for _, tid := range tids {
 		if tid == pid {
@@ -290,18 +295,18 @@ func (ps *processScanner) liveThreadStatus(r *linux.Reader, dir *linux.Dir, pid 
 			if classify(err) == "vanished" {
 				continue // that thread exited: try the next
 			}
-			return err
+			return 0, err
 		}
 		var ts linux.Status
 		if err := linux.ParseStatus(b, &ts); err != nil {
-			return err
+			return 0, err
 		}
 		if ts.HasMM {
 			st.Locked, st.Pinned, st.HasMM = ts.Locked, ts.Pinned, true
-			return nil
+			return tid, nil
 		}
 	}
-	return nil // every thread has exited meanwhile: no mm left
+	return 0, nil // every thread has exited meanwhile: no mm left
 }
 
 // carryOver adds to res, marked stale, the last scrape's reported
@@ -339,17 +344,21 @@ func (ps *processScanner) setReported(m map[int]reportedProc) {
 
 // memlockLimit returns the memlock limit of pid: by prlimit(2) where that
 // is allowed and means the same process, otherwise from /proc/<pid>/limits.
-func (ps *processScanner) memlockLimit(r *linux.Reader, dir *linux.Dir, pid int) (linux.Limit, error) {
+func (ps *processScanner) memlockLimit(r *linux.Reader, dir *linux.Dir, pid, tid int) (linux.Limit, error) {
 	if ps.samePidNS {
 		var rl unix.Rlimit
-		if err := unix.Prlimit(pid, unix.RLIMIT_MEMLOCK, nil, &rl); err == nil {
+		target := pid
+		if tid != 0 {
+			target = tid // limits are the thread group's: any live thread answers
+		}
+		if err := unix.Prlimit(target, unix.RLIMIT_MEMLOCK, nil, &rl); err == nil {
 			return linux.Limit{Soft: rl.Cur, Hard: rl.Max}, nil
 		} else if errors.Is(err, unix.ESRCH) {
 			return linux.Limit{}, err
 		}
 		// EPERM: other credentials and no CAP_SYS_RESOURCE; read the file.
 	}
-	b, err := r.ReadPid(dir, pid, "limits")
+	b, err := r.ReadTask(dir, pid, tid, "limits")
 	if err != nil {
 		return linux.Limit{}, err
 	}

@@ -14,7 +14,7 @@ import (
 // sysvipcCollector reports SysV shared memory segments locked with
 // shmctl(SHM_LOCK), per owner uid. /proc/sysvipc/shm lists the segments of
 // the reader's IPC namespace, whatever procfs mount it is read through:
-// the collector says whether that is the host's (pid 1's), and sees no
+// the collector says whether that is the host's (the initial one), and sees no
 // segment of another IPC namespace (a pod's own, without hostIPC). Seeing
 // those would take setns(2) into each, which needs CAP_SYS_ADMIN over the
 // namespace's owner: the exporter does not.
@@ -35,7 +35,7 @@ func newSysvipcCollector(en *env) (Collector, error) {
 			"Size of SysV shared memory segments locked with SHM_LOCK, per owner uid (/proc/sysvipc/shm), in the exporter's IPC namespace only (see memlock_sysvipc_host_ipc_namespace). The kernel charges a lock to the user who called shmctl(SHM_LOCK), which need not be the owner and which no /proc file shows."),
 		segments: d("shm_locked_segments", "Number of SysV shared memory segments locked with SHM_LOCK, per owner uid, in the exporter's IPC namespace only."),
 		hostNS: prometheus.NewDesc(prometheus.BuildFQName(namespace, "sysvipc", "host_ipc_namespace"),
-			"Whether the exporter's IPC namespace, whose segments /proc/sysvipc/shm lists, is that of pid 1 of --path.procfs (1: the host's, with hostIPC or --ipc=host) or another (0: segments of the host and of other containers are not seen). Absent when pid 1's namespace cannot be read (it needs ptrace read access to pid 1).", nil, nil),
+			"Whether the exporter's IPC namespace, whose segments /proc/sysvipc/shm lists whatever --path.procfs says, is the initial one (1: the host's, with hostIPC or --ipc=host) or another (0: segments of the host and of other containers are not seen).", nil, nil),
 	}, nil
 }
 
@@ -45,19 +45,16 @@ func (c *sysvipcCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- c.hostNS
 }
 
-// hostIPCNamespace compares the exporter's IPC namespace with pid 1's.
+// hostIPCNamespace tells whether the exporter is in the initial IPC
+// namespace, by its own ns/ipc link, which it may always read.
 func (c *sysvipcCollector) hostIPCNamespace() (bool, bool) {
-	host, err := os.Readlink(filepath.Join(c.procPath, "1", "ns", "ipc"))
-	if err != nil {
-		return false, false
-	}
 	own, err := os.Readlink("/proc/thread-self/ns/ipc")
 	if err != nil {
-		if own, err = os.Readlink(filepath.Join(c.procPath, "self", "ns", "ipc")); err != nil {
+		if own, err = os.Readlink(filepath.Join(c.procPath, "thread-self", "ns", "ipc")); err != nil {
 			return false, false
 		}
 	}
-	return own == host, true
+	return own == linux.InitIPCNSLink, true
 }
 
 // maxShmFileSize bounds /proc/sysvipc/shm: a line is about 200 bytes and

@@ -8,42 +8,42 @@ import (
 	"golang.org/x/sys/unix"
 )
 
+// The inode numbers of the initial namespaces are fixed
+// (include/linux/proc_ns.h: PROC_USER_INIT_INO 0xEFFFFFFD,
+// PROC_IPC_INIT_INO 0xEFFFFFFF), so a namespace link tells the initial
+// namespace from any other without reading pid 1's link, which needs
+// ptrace read access to pid 1.
+const (
+	InitUserNSLink = "user:[4026531837]"
+	InitIPCNSLink  = "ipc:[4026531839]"
+)
+
 // UserNS tells whether processes are in the initial user namespace, the
 // one the kernel tests CAP_IPC_LOCK in for mlock, mlockall and SHM_LOCK
 // (capable(), not ns_capable()): a process in any other user namespace is
-// held to RLIMIT_MEMLOCK whatever its CapEff says (kernel/capability.c,
-// security/commoncap.c cap_capable: a task never has a capability in an
-// ancestor of its own namespace).
-type UserNS struct {
-	// initLink is the target of <procfs>/1/ns/user ("user:[4026531837]"),
-	// empty when it cannot be read (no CAP_SYS_PTRACE over pid 1).
-	initLink string
-}
+// held to RLIMIT_MEMLOCK whatever its CapEff says (security/commoncap.c
+// cap_capable: a task never has a capability in an ancestor of its own
+// namespace).
+type UserNS struct{}
 
-// NewUserNS reads pid 1's user namespace link below the procfs root d: pid
-// 1 of the host's pid namespace is in the initial user namespace.
-func NewUserNS(r *Reader, d *Dir) UserNS {
-	b, err := r.Readlink(d, "1/ns/user")
-	if err != nil {
-		return UserNS{}
-	}
-	return UserNS{initLink: string(b)}
-}
+// NewUserNS returns a UserNS.
+func NewUserNS(*Reader, *Dir) UserNS { return UserNS{} }
 
-// Initial reports whether pid is in the initial user namespace. It
-// compares the pid's ns/user link with pid 1's where both can be read (they
-// need ptrace read access); otherwise it reads the world-readable uid_map,
-// which is "0 0 4294967295" in the initial namespace. A child namespace
-// whose creator mapped the whole range the same way cannot be told apart
-// from the initial one by uid_map alone.
-func (u UserNS) Initial(r *Reader, d *Dir, pid int) (bool, error) {
-	if u.initLink != "" {
-		name := strconv.Itoa(pid) + "/ns/user"
-		if b, err := r.Readlink(d, name); err == nil {
-			return string(b) == u.initLink, nil
-		}
+// Initial reports whether process pid (through its thread tid when tid
+// is not 0) is in the initial user namespace. It reads the ns/user link
+// where it may (ptrace read access); otherwise the world-readable
+// uid_map, which is "0 0 4294967295" in the initial namespace. A child
+// namespace whose creator mapped the whole range the same way cannot be
+// told apart from the initial one by uid_map alone.
+func (u UserNS) Initial(r *Reader, d *Dir, pid, tid int) (bool, error) {
+	name := strconv.Itoa(pid)
+	if tid != 0 {
+		name += "/task/" + strconv.Itoa(tid)
 	}
-	b, err := r.ReadPid(d, pid, "uid_map")
+	if b, err := r.Readlink(d, name+"/ns/user"); err == nil {
+		return string(b) == InitUserNSLink, nil
+	}
+	b, err := r.ReadTask(d, pid, tid, "uid_map")
 	if errors.Is(err, unix.ENOENT) && d.Exists(strconv.Itoa(pid)) {
 		// A kernel without CONFIG_USER_NS has no uid_map and no user
 		// namespace but the initial one.
@@ -111,10 +111,8 @@ const MaxSmapsSize = 256 << 20
 // smaps_rollup's single Locked: line says on kernels that have it (4.14
 // and later). It reads the file in pieces of the Reader's buffer, so a
 // large file costs no memory.
-func (r *Reader) SmapsLocked(d *Dir, pid int) (uint64, error) {
-	r.path = strconv.AppendInt(r.path[:0], int64(pid), 10)
-	r.path = append(r.path, "/smaps"...)
-	r.path = append(r.path, 0)
+func (r *Reader) SmapsLocked(d *Dir, pid, tid int) (uint64, error) {
+	r.taskPath(pid, tid, "smaps")
 	fd, err := openat(d.fd, r.path)
 	if err != nil {
 		return 0, &pathError{op: "open", path: string(r.path[:len(r.path)-1]), err: err}

@@ -74,10 +74,14 @@ func NewReader(size int) *Reader {
 // link (a hostile tree's "111 -> 1") fails with ELOOP instead of reading
 // another process's file as pid's.
 func (r *Reader) ReadPid(d *Dir, pid int, name string) ([]byte, error) {
-	r.path = strconv.AppendInt(r.path[:0], int64(pid), 10)
-	r.path = append(r.path, '/')
-	r.path = append(r.path, name...)
-	r.path = append(r.path, 0)
+	return r.ReadTask(d, pid, 0, name)
+}
+
+// ReadTask reads the file name of thread tid of process pid
+// (<pid>/task/<tid>/<name>), or of the process itself when tid is 0, as
+// ReadPid does.
+func (r *Reader) ReadTask(d *Dir, pid, tid int, name string) ([]byte, error) {
+	r.taskPath(pid, tid, name)
 	var kind readKind
 	if d.procfs {
 		kind = pidFileKind(name)
@@ -85,20 +89,17 @@ func (r *Reader) ReadPid(d *Dir, pid int, name string) ([]byte, error) {
 	return r.read(d.fd, r.path, kind)
 }
 
-// ReadTask reads the file name of thread tid of process pid
-// (<pid>/task/<tid>/<name>), as ReadPid does.
-func (r *Reader) ReadTask(d *Dir, pid, tid int, name string) ([]byte, error) {
+// taskPath sets r.path to <pid>/<name> or <pid>/task/<tid>/<name>, NUL
+// terminated.
+func (r *Reader) taskPath(pid, tid int, name string) {
 	r.path = strconv.AppendInt(r.path[:0], int64(pid), 10)
-	r.path = append(r.path, "/task/"...)
-	r.path = strconv.AppendInt(r.path, int64(tid), 10)
+	if tid != 0 {
+		r.path = append(r.path, "/task/"...)
+		r.path = strconv.AppendInt(r.path, int64(tid), 10)
+	}
 	r.path = append(r.path, '/')
 	r.path = append(r.path, name...)
 	r.path = append(r.path, 0)
-	var kind readKind
-	if d.procfs {
-		kind = pidFileKind(name)
-	}
-	return r.read(d.fd, r.path, kind)
 }
 
 // Tids appends the thread ids of process pid (the entries of
