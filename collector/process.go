@@ -56,7 +56,7 @@ func newProcessCollector(en *env) (Collector, error) {
 		ipcLock: d("cap_ipc_lock",
 			"Whether the process may lock past RLIMIT_MEMLOCK (1): CAP_IPC_LOCK in its effective set and the process in the initial user namespace, where the kernel's mlock and SHM_LOCK test the capability. A process in another user namespace (rootless or user-namespaced container) shows the bit in CapEff and is still held to its limit: 0 here.", processLabels),
 		userNSInitial: d("user_namespace_initial",
-			"Whether the process is in the initial user namespace (1) or in a user namespace of its own (0), e.g. a rootless or user-namespaced container: read from /proc/<pid>/ns/user against pid 1's, or /proc/<pid>/uid_map where those links cannot be read.", processLabels),
+			"Whether the process is in the initial user namespace (1) or in a user namespace of its own (0), e.g. a rootless or user-namespaced container: read from /proc/<pid>/ns/user (the initial namespace has the fixed inode 4026531837), or from /proc/<pid>/uid_map (0 0 4294967295) where that link cannot be read.", processLabels),
 		scanned: prometheus.NewDesc("memlock_processes_scanned",
 			"Processes whose status was read in the last scrape.", nil, nil),
 		reported: prometheus.NewDesc("memlock_processes_reported",
