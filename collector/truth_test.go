@@ -61,6 +61,12 @@ func truthChild(mode string) int {
 			return 1
 		}
 	}
+	if os.Getenv("MEMLOCK_TRUTH_NODUMP") != "" {
+		if err := unix.Prctl(unix.PR_SET_DUMPABLE, 0, 0, 0, 0); err != nil {
+			fmt.Println("fail prctl:", err)
+			return 1
+		}
+	}
 	if lim := envInt("MEMLOCK_TRUTH_LIMIT"); lim > 0 {
 		rl := unix.Rlimit{Cur: uint64(lim), Max: uint64(lim)}
 		if err := unix.Setrlimit(unix.RLIMIT_MEMLOCK, &rl); err != nil {
@@ -106,6 +112,8 @@ func truthChild(mode string) int {
 		unix.SysvShmCtl(id, unix.IPC_RMID, nil)
 	case "ipcns-scrape":
 		return childScrape(DefaultConfig(), "sysvipc")
+	case "process-scrape":
+		return childScrape(DefaultConfig(), "process")
 	case "hidepid-scrape":
 		return hidepidScrape()
 	default:
@@ -717,5 +725,28 @@ func TestHostileHugeName(t *testing.T) {
 	_, labels, ok := ofPid(t, reg, "memlock_process_locked_bytes", 100)
 	if !ok || labels["comm"] != strings.Repeat("A", 15) {
 		t.Errorf("pid 100: comm of %d bytes (reported %v), want the first 15", len(labels["comm"]), ok)
+	}
+}
+
+// TestTruthNonDumpableSmaps (9.9): an exporter without CAP_SYS_PTRACE
+// reads the smaps of its own uid's processes, but not of one of them that
+// is not dumpable (PR_SET_DUMPABLE 0, as ssh-agent and gpg-agent set):
+// the kernel's ptrace check refuses it, and the startup message says so.
+func TestTruthNonDumpableSmaps(t *testing.T) {
+	needRoot(t)
+	const uid = 54323
+	cred := &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: uid, Gid: uid, Groups: []uint32{}}}
+	dumpable := startTruth(t, "lock", []string{"MEMLOCK_TRUTH_BYTES=65536"}, cred)
+	hidden := startTruth(t, "lock", []string{"MEMLOCK_TRUTH_BYTES=65536", "MEMLOCK_TRUTH_NODUMP=1"}, cred)
+	out := runTruth(t, "process-scrape", nil, cred)
+	if !hasSeries(out, "memlock_process_locked_resident_bytes", strconv.Itoa(dumpable.pid)) {
+		t.Errorf("the dumpable process of the exporter's own uid has no resident bytes:\n%s", out)
+	}
+	if hasSeries(out, "memlock_process_locked_resident_bytes", strconv.Itoa(hidden.pid)) ||
+		!hasSeries(out, "memlock_process_locked_bytes", strconv.Itoa(hidden.pid)) {
+		t.Errorf("the non-dumpable process must be reported without resident bytes:\n%s", out)
+	}
+	if !strings.Contains(out, `memlock_process_read_failures{file="smaps_rollup",reason="permission"}`) {
+		t.Errorf("the refused smaps_rollup is not counted:\n%s", out)
 	}
 }
