@@ -483,6 +483,7 @@ func TestBadInvocations(t *testing.T) {
 		{[]string{"--collector.process.exclude=[z-a]"}, "collector.process.exclude"},
 		{[]string{"--collector.process.max-processes=-1"}, "max-processes"},
 		{[]string{"--collector.process.max-processes=lots"}, "max-processes"},
+		{[]string{"--collector.cgroup.max-cgroups=-1"}, "max-cgroups"},
 		{[]string{"--web.max-requests=-3"}, "web.max-requests"},
 		{[]string{"--scrape.timeout=0s"}, "scrape.timeout"},
 		{[]string{"--web.telemetry-path=metrics"}, "telemetry-path"},
