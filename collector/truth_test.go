@@ -239,7 +239,7 @@ var (
 
 // truthBinary is a copy of this test binary in a directory every user may
 // enter, so that children running as other users can exec it.
-func truthBinary(t *testing.T) string {
+func truthBinary(t testing.TB) string {
 	t.Helper()
 	truthBinOnce.Do(func() {
 		dir, err := os.MkdirTemp("", "memlock-truth-")
@@ -267,7 +267,7 @@ type truthProc struct {
 	details string
 }
 
-func truthCmd(t *testing.T, mode string, env []string, attr *syscall.SysProcAttr) *exec.Cmd {
+func truthCmd(t testing.TB, mode string, env []string, attr *syscall.SysProcAttr) *exec.Cmd {
 	t.Helper()
 	cmd := exec.Command(truthBinary(t))
 	cmd.Env = append(append(os.Environ(), truthEnv+"="+mode), env...)
@@ -278,7 +278,7 @@ func truthCmd(t *testing.T, mode string, env []string, attr *syscall.SysProcAttr
 
 // startTruth starts a holding child and waits for its ready line; it
 // holds until the test ends.
-func startTruth(t *testing.T, mode string, env []string, attr *syscall.SysProcAttr) truthProc {
+func startTruth(t testing.TB, mode string, env []string, attr *syscall.SysProcAttr) truthProc {
 	t.Helper()
 	cmd := truthCmd(t, mode, env, attr)
 	stdin, err := cmd.StdinPipe()
