@@ -54,12 +54,12 @@ func newCgroupCollector(en *env) (Collector, error) {
 			"Memory limit of the cgroup (memory.max in v2, memory.limit_in_bytes in v1); +Inf when unlimited.", cgroupLabels),
 		usage: d("memory_usage_bytes",
 			"Memory charged to the cgroup and its descendants (memory.current in v2, memory.usage_in_bytes in v1).", cgroupLabels),
-		scanned: d("scanned_cgroups",
-			"Cgroups whose memory.stat was read in the last scrape; subtrees without unevictable memory are skipped.", nil),
-		reported: d("reported_cgroups",
-			"Cgroups reported with series of their own in the last scrape.", nil),
-		omitted: d("omitted_cgroups",
-			"Cgroups that qualified for series but were left out by --collector.cgroup.max-cgroups (the walk reports a parent before its children, so the ones left out are the deepest and last).", nil),
+		scanned: prometheus.NewDesc("memlock_cgroups_scanned",
+			"Cgroups whose memory.stat was read in the last scrape; subtrees without unevictable memory are skipped.", nil, nil),
+		reported: prometheus.NewDesc("memlock_cgroups_reported",
+			"Cgroups reported with series of their own in the last scrape.", nil, nil),
+		omitted: prometheus.NewDesc("memlock_cgroups_omitted",
+			"Cgroups that qualified for series but were left out by --collector.cgroup.max-cgroups (the walk reports a parent before its children, so the ones left out are the deepest and last).", nil, nil),
 	}
 	if c.include != nil {
 		c.includePrefix, _ = c.include.LiteralPrefix()

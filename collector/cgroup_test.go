@@ -82,12 +82,12 @@ func TestCgroupGolden(t *testing.T) {
 	for _, tree := range cgroupTrees {
 		t.Run(tree, func(t *testing.T) {
 			cfg := cgroupTreeConfig(tree)
-			cgroupGolden(t, cfg, "cgroup", "memlock_cgroup_", filepath.Join("testdata", tree, "cgroup.prom"))
+			cgroupGolden(t, cfg, "cgroup", "memlock_cgroup", filepath.Join("testdata", tree, "cgroup.prom"))
 
 			// Include names cgroups without unevictable memory, some of them
 			// below a subtree the walk would otherwise skip.
 			cfg.Cgroup.Include = regexp.MustCompile(`^(?:/system\.slice/sshd\.service|/user\.slice/user-0\.slice|/kubepods(\.slice)?/kubepods-besteffort(\.slice)?|/kubepods/burstable)$`)
-			cgroupGolden(t, cfg, "cgroup", "memlock_cgroup_", filepath.Join("testdata", tree, "cgroup_include.prom"))
+			cgroupGolden(t, cfg, "cgroup", "memlock_cgroup", filepath.Join("testdata", tree, "cgroup_include.prom"))
 
 		})
 	}
@@ -246,8 +246,8 @@ func TestCgroupCap(t *testing.T) {
 		t.Errorf("%d cgroups reported, want %d", n, max)
 	}
 	for _, want := range []string{
-		fmt.Sprintf("memlock_cgroup_reported_cgroups %d\n", max),
-		fmt.Sprintf("memlock_cgroup_omitted_cgroups %d\n", cgroups-max),
+		fmt.Sprintf("memlock_cgroups_reported %d\n", max),
+		fmt.Sprintf("memlock_cgroups_omitted %d\n", cgroups-max),
 		`memlock_cgroup_unevictable_bytes{cgroup="/",container_id="",pod_uid="",qos_class=""} 1.048576e+06`,
 		`memlock_scrape_collector_success{collector="cgroup"} 1`,
 	} {
