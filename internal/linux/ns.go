@@ -113,7 +113,7 @@ const MaxSmapsSize = 256 << 20
 // large file costs no memory.
 func (r *Reader) SmapsLocked(d *Dir, pid, tid int) (uint64, error) {
 	r.taskPath(pid, tid, "smaps")
-	fd, err := openat(d.fd, r.path)
+	fd, err := openat(d.fd, r.path, true)
 	if err != nil {
 		return 0, &pathError{op: "open", path: string(r.path[:len(r.path)-1]), err: err}
 	}

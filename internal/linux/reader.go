@@ -86,6 +86,7 @@ func (r *Reader) ReadTask(d *Dir, pid, tid int, name string) ([]byte, error) {
 	if d.procfs {
 		kind = pidFileKind(name)
 	}
+	kind.noLinks = true
 	return r.read(d.fd, r.path, kind)
 }
 
@@ -145,6 +146,9 @@ type readKind struct {
 	// Files of many records (smaps, maps, sysvipc) stop a read at a page
 	// and are read to 0.
 	single bool
+	// noLinks: no element of the path may be a symlink (a pid's files).
+	// Other paths may pass through one (the probe's "self/status").
+	noLinks bool
 }
 
 func pidFileKind(name string) readKind {
@@ -162,7 +166,7 @@ func (r *Reader) ReadFile(d *Dir, name string) ([]byte, error) {
 }
 
 func (r *Reader) read(dirfd int, path []byte, kind readKind) ([]byte, error) {
-	fd, err := openat(dirfd, path)
+	fd, err := openat(dirfd, path, kind.noLinks)
 	if err != nil {
 		return nil, &pathError{op: "open", path: string(path[:len(path)-1]), err: err}
 	}
@@ -219,14 +223,15 @@ var pidOpenHow = openHow{
 	resolve: unix.RESOLVE_NO_SYMLINKS,
 }
 
-// openat opens path below dirfd following no symlink (openat2
-// RESOLVE_NO_SYMLINKS; where the kernel has no openat2, O_NOFOLLOW on the
-// last element and Pids' d_type check on the pid directory), with
+// openat opens path below dirfd with O_NOFOLLOW, so the last element may
+// not be a symlink (a link to /dev/zero is refused), and with noLinks no
+// element at all (openat2 RESOLVE_NO_SYMLINKS; where the kernel has no
+// openat2, Pids' d_type check guards the pid directory), and with
 // O_NONBLOCK, so a FIFO in place of a file does not block the open until a
 // writer comes (reads of procfs and sysfs files are unaffected).
-func openat(dirfd int, path []byte) (int, error) {
+func openat(dirfd int, path []byte, noLinks bool) (int, error) {
 	for {
-		if !noOpenat2.Load() {
+		if noLinks && !noOpenat2.Load() {
 			fd, _, errno := unix.Syscall6(unix.SYS_OPENAT2, uintptr(dirfd), uintptr(unsafe.Pointer(&path[0])),
 				uintptr(unsafe.Pointer(&pidOpenHow)), unsafe.Sizeof(pidOpenHow), 0, 0)
 			switch errno {
