@@ -97,8 +97,8 @@ type Scrape struct {
 	Series     int
 	Success    map[string]float64 // memlock_scrape_collector_success by collector
 	AllocTotal float64            // go_memstats_alloc_bytes_total
-	Scanned    float64            // memlock_process_scanned_processes
-	Reported   float64            // memlock_process_reported_processes
+	Scanned    float64            // memlock_processes_scanned
+	Reported   float64            // memlock_processes_reported
 	// ChildPids are the pids of the harness's children that have a
 	// memlock_process_locked_bytes series.
 	ChildPids []int
@@ -183,9 +183,9 @@ func (e *Exporter) Scrape(ctx context.Context, gz bool) (*Scrape, error) {
 			s.Success[label(labels, "collector")] = v
 		case "go_memstats_alloc_bytes_total":
 			s.AllocTotal = v
-		case "memlock_process_scanned_processes":
+		case "memlock_processes_scanned":
 			s.Scanned = v
-		case "memlock_process_reported_processes":
+		case "memlock_processes_reported":
 			s.Reported = v
 		case "memlock_process_read_failures":
 			s.Failures = append(s.Failures, line)

@@ -28,11 +28,13 @@ type cgroupCollector struct {
 	sysPath       string
 	include       *regexp.Regexp
 	includePrefix string
+	max           int
 	logger        *slog.Logger
 	bufs          bufPool
 
 	unevictable, limit, usage *prometheus.Desc
 	scanned, reported         *prometheus.Desc
+	omitted                   *prometheus.Desc
 }
 
 var cgroupLabels = []string{"cgroup", "pod_uid", "container_id", "qos_class"}
@@ -44,6 +46,7 @@ func newCgroupCollector(en *env) (Collector, error) {
 	c := &cgroupCollector{
 		sysPath: en.cfg.SysPath,
 		include: en.cfg.Cgroup.Include,
+		max:     en.cfg.Cgroup.MaxCgroups,
 		logger:  en.logger,
 		unevictable: d("unevictable_bytes",
 			"Unevictable memory charged to the cgroup and its descendants (memory.stat unevictable in v2, total_unevictable in v1): mlocked pages, SHM_LOCKed segments, ramfs. It counts against the cgroup's memory limit and cannot be reclaimed.", cgroupLabels),
@@ -51,10 +54,12 @@ func newCgroupCollector(en *env) (Collector, error) {
 			"Memory limit of the cgroup (memory.max in v2, memory.limit_in_bytes in v1); +Inf when unlimited.", cgroupLabels),
 		usage: d("memory_usage_bytes",
 			"Memory charged to the cgroup and its descendants (memory.current in v2, memory.usage_in_bytes in v1).", cgroupLabels),
-		scanned: d("scanned_cgroups",
-			"Cgroups whose memory.stat was read in the last scrape; subtrees without unevictable memory are skipped.", nil),
-		reported: d("reported_cgroups",
-			"Cgroups reported with series of their own in the last scrape.", nil),
+		scanned: prometheus.NewDesc("memlock_cgroups_scanned",
+			"Cgroups whose memory.stat was read in the last scrape; subtrees without unevictable memory are skipped.", nil, nil),
+		reported: prometheus.NewDesc("memlock_cgroups_reported",
+			"Cgroups reported with series of their own in the last scrape.", nil, nil),
+		omitted: prometheus.NewDesc("memlock_cgroups_omitted",
+			"Cgroups that qualified for series but were left out by --collector.cgroup.max-cgroups (the walk reports a parent before its children, so the ones left out are the deepest and last).", nil, nil),
 	}
 	if c.include != nil {
 		c.includePrefix, _ = c.include.LiteralPrefix()
@@ -64,7 +69,7 @@ func newCgroupCollector(en *env) (Collector, error) {
 }
 
 func (c *cgroupCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{c.unevictable, c.limit, c.usage, c.scanned, c.reported} {
+	for _, d := range []*prometheus.Desc{c.unevictable, c.limit, c.usage, c.scanned, c.reported, c.omitted} {
 		ch <- d
 	}
 }
@@ -117,6 +122,7 @@ type cgroupWalk struct {
 	visited  int
 	scanned  int
 	reported int
+	omitted  int
 	failures int
 	firstErr error
 }
@@ -139,6 +145,7 @@ func (c *cgroupCollector) Update(ctx context.Context, _ *Scrape, ch chan<- prome
 	walkErr := w.visit("", false)
 	ch <- prometheus.MustNewConstMetric(c.scanned, prometheus.GaugeValue, float64(w.scanned))
 	ch <- prometheus.MustNewConstMetric(c.reported, prometheus.GaugeValue, float64(w.reported))
+	ch <- prometheus.MustNewConstMetric(c.omitted, prometheus.GaugeValue, float64(w.omitted))
 	if walkErr != nil {
 		return fmt.Errorf("walked %d cgroups: %w", w.scanned, walkErr)
 	}
@@ -242,6 +249,10 @@ func join(rel, name string) string {
 }
 
 func (w *cgroupWalk) report(rel, cg string, unevictable uint64) {
+	if w.c.max > 0 && w.reported >= w.c.max {
+		w.omitted++
+		return
+	}
 	id := linux.ParseCgroupPath(cg)
 	// A directory name need not be UTF-8; a label value must.
 	lv := []string{strings.ToValidUTF8(cg, "\uFFFD"), id.PodUID, id.ContainerID, id.QOSClass}

@@ -14,7 +14,7 @@ import (
 // benchCgroupTree writes a cgroup v2 tree shaped like a busy node: that many
 // Burstable pods of two containers each (3 cgroups per pod), of which only
 // the first pod holds unevictable memory.
-func benchCgroupTree(b *testing.B, pods int) string {
+func benchCgroupTree(b testing.TB, pods int) string {
 	b.Helper()
 	sys := b.TempDir()
 	root := filepath.Join(sys, "fs", "cgroup")

@@ -3,6 +3,7 @@ package collector
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -81,12 +82,12 @@ func TestCgroupGolden(t *testing.T) {
 	for _, tree := range cgroupTrees {
 		t.Run(tree, func(t *testing.T) {
 			cfg := cgroupTreeConfig(tree)
-			cgroupGolden(t, cfg, "cgroup", "memlock_cgroup_", filepath.Join("testdata", tree, "cgroup.prom"))
+			cgroupGolden(t, cfg, "cgroup", "memlock_cgroup", filepath.Join("testdata", tree, "cgroup.prom"))
 
 			// Include names cgroups without unevictable memory, some of them
 			// below a subtree the walk would otherwise skip.
 			cfg.Cgroup.Include = regexp.MustCompile(`^(?:/system\.slice/sshd\.service|/user\.slice/user-0\.slice|/kubepods(\.slice)?/kubepods-besteffort(\.slice)?|/kubepods/burstable)$`)
-			cgroupGolden(t, cfg, "cgroup", "memlock_cgroup_", filepath.Join("testdata", tree, "cgroup_include.prom"))
+			cgroupGolden(t, cfg, "cgroup", "memlock_cgroup", filepath.Join("testdata", tree, "cgroup_include.prom"))
 
 		})
 	}
@@ -227,5 +228,31 @@ func TestCgroupNonUTF8Name(t *testing.T) {
 	out := scrapeText(t, cfg, "cgroup")
 	if !strings.Contains(out, "memlock_cgroup_unevictable_bytes{cgroup=\"/system.slice/bad\uFFFDname\"") {
 		t.Errorf("non-UTF-8 cgroup name not reported with a replacement character:\n%s", out)
+	}
+}
+
+// TestCgroupCap (10.6): a node of 300 pods whose 903 cgroups all qualify
+// (--collector.cgroup.include=.*) answers with at most MaxCgroups cgroups'
+// series and counts the others; the first reported is the root.
+func TestCgroupCap(t *testing.T) {
+	const pods, max = 300, 100
+	const cgroups = 3 + 3*pods // root, kubepods, the QoS slice, 3 per pod
+	cfg := DefaultConfig()
+	cfg.SysPath = benchCgroupTree(t, pods)
+	cfg.Cgroup.Include = regexp.MustCompile(`^(?:.*)$`)
+	cfg.Cgroup.MaxCgroups = max
+	out := scrapeText(t, cfg, "cgroup")
+	if n := strings.Count(out, "\nmemlock_cgroup_unevictable_bytes{"); n != max {
+		t.Errorf("%d cgroups reported, want %d", n, max)
+	}
+	for _, want := range []string{
+		fmt.Sprintf("memlock_cgroups_reported %d\n", max),
+		fmt.Sprintf("memlock_cgroups_omitted %d\n", cgroups-max),
+		`memlock_cgroup_unevictable_bytes{cgroup="/",container_id="",pod_uid="",qos_class=""} 1.048576e+06`,
+		`memlock_scrape_collector_success{collector="cgroup"} 1`,
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("missing %q", want)
+		}
 	}
 }

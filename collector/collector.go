@@ -54,6 +54,10 @@ type CgroupConfig struct {
 	// Include names cgroups (by path) reported even without unevictable
 	// memory. Nil matches nothing.
 	Include *regexp.Regexp
+	// MaxCgroups caps the cgroups reported per scrape (0: no cap), in the
+	// walk's order, a parent before its children: a node with thousands
+	// of pods must not answer with tens of thousands of series.
+	MaxCgroups int
 }
 
 // DefaultConfig returns the configuration the exporter's flags default to.
@@ -62,6 +66,7 @@ func DefaultConfig() Config {
 		ProcPath: "/proc",
 		SysPath:  "/sys",
 		Process:  ProcessConfig{MaxProcesses: 200, Smaps: true},
+		Cgroup:   CgroupConfig{MaxCgroups: 500},
 	}
 }
 

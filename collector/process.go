@@ -3,6 +3,7 @@ package collector
 import (
 	"cmp"
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"math"
@@ -11,6 +12,7 @@ import (
 
 	"github.com/memlock-exporter/memlock_exporter/internal/linux"
 	"github.com/prometheus/client_golang/prometheus"
+	"golang.org/x/sys/unix"
 )
 
 // processCollector reports the processes that hold locked or pinned memory,
@@ -22,7 +24,9 @@ type processCollector struct {
 
 	locked, pinned, resident      *prometheus.Desc
 	limitSoft, limitHard, ipcLock *prometheus.Desc
+	userNSInitial                 *prometheus.Desc
 	scanned, reported, omitted    *prometheus.Desc
+	stale, tasks, systemTasks     *prometheus.Desc
 	readFailures                  *prometheus.Desc
 }
 
@@ -50,13 +54,21 @@ func newProcessCollector(en *env) (Collector, error) {
 		limitHard: d("limit_hard_bytes",
 			"Hard RLIMIT_MEMLOCK of the process; +Inf when unlimited.", processLabels),
 		ipcLock: d("cap_ipc_lock",
-			"Whether CAP_IPC_LOCK is in the process's effective set (1), which lets it lock past RLIMIT_MEMLOCK.", processLabels),
-		scanned: d("scanned_processes",
-			"Processes whose status was read in the last scrape.", nil),
-		reported: d("reported_processes",
-			"Processes reported with series of their own in the last scrape.", nil),
-		omitted: d("omitted_processes",
-			"Processes that qualified for series but were left out by --collector.process.max-processes.", nil),
+			"Whether the process may lock past RLIMIT_MEMLOCK (1): CAP_IPC_LOCK in its effective set and the process in the initial user namespace, where the kernel's mlock and SHM_LOCK test the capability. A process in another user namespace (rootless or user-namespaced container) shows the bit in CapEff and is still held to its limit: 0 here.", processLabels),
+		userNSInitial: d("user_namespace_initial",
+			"Whether the process is in the initial user namespace (1) or in a user namespace of its own (0), e.g. a rootless or user-namespaced container: read from /proc/<pid>/ns/user (the initial namespace has the fixed inode 4026531837), or from /proc/<pid>/uid_map (0 0 4294967295) where that link cannot be read.", processLabels),
+		scanned: prometheus.NewDesc("memlock_processes_scanned",
+			"Processes whose status was read in the last scrape.", nil, nil),
+		reported: prometheus.NewDesc("memlock_processes_reported",
+			"Processes reported with series of their own in the last scrape, stale ones included.", nil, nil),
+		omitted: prometheus.NewDesc("memlock_processes_omitted",
+			"Processes that qualified for series but were left out by --collector.process.max-processes.", nil, nil),
+		stale: prometheus.NewDesc("memlock_processes_stale",
+			"Processes reported with the previous scrape's values because this scrape's scan ran out of time before their pid (the collector's success is then 0).", nil, nil),
+		tasks: prometheus.NewDesc("memlock_processes_scanned_tasks",
+			"Threads of the processes scanned in the last scrape (the sum of their Threads lines): below memlock_kernel_tasks by more than the tasks created meanwhile when the exporter's view of /proc is partial (hidepid=2, another pid namespace).", nil, nil),
+		systemTasks: prometheus.NewDesc("memlock_kernel_tasks",
+			"Every task the kernel has, in every pid namespace, kernel threads included (nr_threads, the number after the slash in /proc/loadavg), read at the start of the scan.", nil, nil),
 		readFailures: d("read_failures",
 			"Per-process files that could not be read in the last scrape, by file and reason (permission, malformed, error).", []string{"file", "reason"}),
 	}, nil
@@ -64,7 +76,7 @@ func newProcessCollector(en *env) (Collector, error) {
 
 func (c *processCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{c.locked, c.pinned, c.resident, c.limitSoft, c.limitHard, c.ipcLock,
-		c.scanned, c.reported, c.omitted, c.readFailures} {
+		c.userNSInitial, c.scanned, c.reported, c.omitted, c.stale, c.tasks, c.systemTasks, c.readFailures} {
 		ch <- d
 	}
 }
@@ -100,7 +112,7 @@ func bytesOrInf(v uint64) float64 {
 
 func (c *processCollector) Update(ctx context.Context, s *Scrape, ch chan<- prometheus.Metric) error {
 	scan := s.processes(ctx)
-	if scan.err != nil {
+	if scan.err != nil && !scan.incomplete {
 		return scan.err
 	}
 	// The scan is shared with the user collector: count this collector's own
@@ -121,70 +133,58 @@ func (c *processCollector) Update(ctx context.Context, s *Scrape, ch chan<- prom
 	r := bufs.r
 
 	var malformed []error
-	reported := 0
+	fail := func(file string, pid int, err error) {
+		reason := classify(err)
+		failures[readFailure{file, reason}]++
+		if reason == "malformed" {
+			malformed = append(malformed, fmt.Errorf("pid %d: %w", pid, err))
+		}
+	}
+	reported, late := 0, 0
+	now := make(map[int]reportedProc, len(procs))
 	for _, p := range procs {
-		if ctx.Err() != nil {
-			return fmt.Errorf("reported %d of %d processes: %w", reported, len(procs), ctx.Err())
-		}
-		lim, limErr := c.scanner.memlockLimit(r, dir, p.pid)
-		if limErr != nil {
-			reason := classify(limErr)
-			if reason == "vanished" {
-				continue
-			}
-			failures[readFailure{"limits", reason}]++
-			if reason == "malformed" {
-				malformed = append(malformed, fmt.Errorf("pid %d: %w", p.pid, limErr))
-			}
-		}
-		var resident uint64
-		haveResident := false
-		if c.cfg.Smaps && p.locked > 0 {
-			b, err := r.ReadPid(dir, p.pid, "smaps_rollup")
-			if err == nil {
-				resident, err = linux.ParseSmapsRollupLocked(b)
-			}
-			if err == nil {
-				haveResident = true
-			} else if reason := classify(err); reason == "vanished" {
-				continue
+		var rp reportedProc
+		if p.stale || ctx.Err() != nil {
+			// Out of time: no more reads. What the last scrape read of
+			// the process stands in, so that its series go on.
+			if last, ok := c.scanner.lastReported(p.pid); ok {
+				rp = last
+				rp.procInfo.locked, rp.procInfo.pinned = p.locked, p.pinned
+				rp.procInfo.stale = p.stale
 			} else {
-				failures[readFailure{"smaps_rollup", reason}]++
-				if reason == "malformed" {
-					malformed = append(malformed, fmt.Errorf("pid %d: %w", p.pid, err))
-				}
+				rp.procInfo = p
+			}
+			if !p.stale {
+				late++
+			}
+		} else {
+			var ok bool
+			if rp, ok = c.read(r, dir, p, fail); !ok {
+				continue // vanished
 			}
 		}
-
-		// A missing cgroup file (a kernel without cgroups, or the process
-		// exiting now) leaves the identity empty, uncounted.
-		id, idErr := c.identity(r, dir, p.pid)
-		if reason := classify(idErr); idErr != nil && reason != "vanished" {
-			failures[readFailure{"cgroup", reason}]++
-			if reason == "malformed" {
-				malformed = append(malformed, fmt.Errorf("pid %d: %w", p.pid, idErr))
-			}
-		}
-
-		lv := []string{strconv.Itoa(p.pid), p.name, strconv.FormatUint(uint64(p.uid), 10), id.PodUID, id.ContainerID, id.QOSClass}
-		ch <- prometheus.MustNewConstMetric(c.locked, prometheus.GaugeValue, float64(p.locked), lv...)
-		ch <- prometheus.MustNewConstMetric(c.pinned, prometheus.GaugeValue, float64(p.pinned), lv...)
-		if haveResident {
-			ch <- prometheus.MustNewConstMetric(c.resident, prometheus.GaugeValue, float64(resident), lv...)
-		}
-		if limErr == nil {
-			ch <- prometheus.MustNewConstMetric(c.limitSoft, prometheus.GaugeValue, bytesOrInf(lim.Soft), lv...)
-			ch <- prometheus.MustNewConstMetric(c.limitHard, prometheus.GaugeValue, bytesOrInf(lim.Hard), lv...)
-		}
-		ch <- prometheus.MustNewConstMetric(c.ipcLock, prometheus.GaugeValue, boolFloat(p.ipcLock), lv...)
+		c.emit(ch, rp)
+		now[p.pid] = rp
 		reported++
 	}
+	c.scanner.setReported(now)
 
 	ch <- prometheus.MustNewConstMetric(c.scanned, prometheus.GaugeValue, float64(scan.scanned))
 	ch <- prometheus.MustNewConstMetric(c.reported, prometheus.GaugeValue, float64(reported))
 	ch <- prometheus.MustNewConstMetric(c.omitted, prometheus.GaugeValue, float64(omitted))
+	ch <- prometheus.MustNewConstMetric(c.stale, prometheus.GaugeValue, float64(scan.stale))
+	ch <- prometheus.MustNewConstMetric(c.tasks, prometheus.GaugeValue, float64(scan.tasks))
+	if scan.systemTasks >= 0 {
+		ch <- prometheus.MustNewConstMetric(c.systemTasks, prometheus.GaugeValue, float64(scan.systemTasks))
+	}
 	for k, v := range failures {
 		ch <- prometheus.MustNewConstMetric(c.readFailures, prometheus.GaugeValue, float64(v), k.file, k.reason)
+	}
+	if scan.err != nil {
+		return fmt.Errorf("%w; reported %d processes, %d of them from the last scrape", scan.err, reported, scan.stale)
+	}
+	if late > 0 {
+		return fmt.Errorf("reported %d processes, %d without their limits and smaps read: %w", reported, late, ctx.Err())
 	}
 	if err := scan.malformedErr(); err != nil {
 		return err
@@ -193,6 +193,94 @@ func (c *processCollector) Update(ctx context.Context, s *Scrape, ch chan<- prom
 		return fmt.Errorf("%d malformed process files: %w", len(malformed), malformed[0])
 	}
 	return nil
+}
+
+// read reads what a reported process's series need beyond its status:
+// limits, resident locked bytes, user namespace, cgroup identity. It
+// returns false when the process has vanished.
+func (c *processCollector) read(r *linux.Reader, dir *linux.Dir, p procInfo, fail func(string, int, error)) (reportedProc, bool) {
+	rp := reportedProc{procInfo: p}
+	lim, err := c.scanner.memlockLimit(r, dir, p.pid, p.tid)
+	switch {
+	case err == nil:
+		rp.lim, rp.haveLim = lim, true
+	case classify(err) == "vanished":
+		return rp, false
+	default:
+		fail("limits", p.pid, err)
+	}
+	if c.cfg.Smaps && p.locked > 0 {
+		v, file, err := c.residentLocked(r, dir, p.pid, p.tid)
+		switch {
+		case err == nil:
+			rp.resident, rp.haveResident = v, true
+		case classify(err) == "vanished":
+			return rp, false
+		default:
+			fail(file, p.pid, err)
+		}
+	}
+	initial, err := c.scanner.userNS.Initial(r, dir, p.pid, p.tid)
+	switch {
+	case err == nil:
+		rp.userNSInitial, rp.haveNS = initial, true
+	case classify(err) == "vanished":
+		return rp, false
+	default:
+		fail("uid_map", p.pid, err)
+	}
+	// A missing cgroup file (a kernel without cgroups, or the process
+	// exiting now) leaves the identity empty, uncounted.
+	id, err := c.identity(r, dir, p.pid)
+	if err != nil && classify(err) != "vanished" {
+		fail("cgroup", p.pid, err)
+	}
+	rp.id = id
+	return rp, true
+}
+
+// residentLocked reads the Locked: line of smaps_rollup, or, where the
+// kernel has none (before 4.14) while the pid is there, sums those of
+// smaps. It returns the file whose read failed.
+func (c *processCollector) residentLocked(r *linux.Reader, dir *linux.Dir, pid, tid int) (uint64, string, error) {
+	b, err := r.ReadTask(dir, pid, tid, "smaps_rollup")
+	if err == nil {
+		v, err := linux.ParseSmapsRollupLocked(b)
+		return v, "smaps_rollup", err
+	}
+	if !errors.Is(err, unix.ENOENT) || !pidExists(dir, pid) {
+		return 0, "smaps_rollup", err
+	}
+	v, err := r.SmapsLocked(dir, pid, tid)
+	if errors.Is(err, unix.ENOENT) && pidExists(dir, pid) {
+		err = errNoSmaps // not a vanished process: counted
+	}
+	return v, "smaps", err
+}
+
+var errNoSmaps = errors.New("neither smaps_rollup nor smaps")
+
+// pidExists tells a pid that has exited (ENOENT) from one whose directory
+// lacks a file.
+func pidExists(dir *linux.Dir, pid int) bool {
+	return dir.Exists(strconv.Itoa(pid))
+}
+
+func (c *processCollector) emit(ch chan<- prometheus.Metric, p reportedProc) {
+	lv := []string{strconv.Itoa(p.pid), p.name, strconv.FormatUint(uint64(p.uid), 10), p.id.PodUID, p.id.ContainerID, p.id.QOSClass}
+	ch <- prometheus.MustNewConstMetric(c.locked, prometheus.GaugeValue, float64(p.locked), lv...)
+	ch <- prometheus.MustNewConstMetric(c.pinned, prometheus.GaugeValue, float64(p.pinned), lv...)
+	if p.haveResident {
+		ch <- prometheus.MustNewConstMetric(c.resident, prometheus.GaugeValue, float64(p.resident), lv...)
+	}
+	if p.haveLim {
+		ch <- prometheus.MustNewConstMetric(c.limitSoft, prometheus.GaugeValue, bytesOrInf(p.lim.Soft), lv...)
+		ch <- prometheus.MustNewConstMetric(c.limitHard, prometheus.GaugeValue, bytesOrInf(p.lim.Hard), lv...)
+	}
+	if p.haveNS {
+		ch <- prometheus.MustNewConstMetric(c.ipcLock, prometheus.GaugeValue, boolFloat(p.ipcLock && p.userNSInitial), lv...)
+		ch <- prometheus.MustNewConstMetric(c.userNSInitial, prometheus.GaugeValue, boolFloat(p.userNSInitial), lv...)
+	}
 }
 
 // identity reads /proc/<pid>/cgroup of a reported process for its container

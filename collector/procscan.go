@@ -5,10 +5,12 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 
 	"github.com/memlock-exporter/memlock_exporter/internal/linux"
 	"golang.org/x/sys/unix"
@@ -27,6 +29,25 @@ type processScanner struct {
 	// bufs serves the scan and the process collector's per-process reads,
 	// so that a scrape allocates nothing per process.
 	bufs bufPool
+	// userNS tells processes of the initial user namespace from others.
+	userNS linux.UserNS
+
+	// mu guards last: the series of the last scrape's reported processes,
+	// which a scan cut short by its deadline reports again for the pids it
+	// did not reach (see processScan.stale).
+	mu   sync.Mutex
+	last map[int]reportedProc
+}
+
+// reportedProc is what the process collector reported of one process.
+type reportedProc struct {
+	procInfo
+	id                    linux.CgroupIdentity
+	lim                   linux.Limit
+	haveLim               bool
+	resident              uint64
+	haveResident          bool
+	userNSInitial, haveNS bool
 }
 
 func newProcessScanner(cfg Config, logger *slog.Logger) (*processScanner, error) {
@@ -35,34 +56,55 @@ func newProcessScanner(cfg Config, logger *slog.Logger) (*processScanner, error)
 		s.samePidNS = true
 	}
 	s.bufs = newBufPool(4)
+	if dir, err := linux.OpenDir(cfg.ProcPath); err == nil {
+		s.userNS = linux.NewUserNS(linux.NewReader(256), dir)
+		dir.Close()
+	}
 	return s, nil
 }
 
 // procInfo is a process that qualifies for series of its own.
 type procInfo struct {
-	pid            int
+	pid int
+	// tid is a live thread to read the process's mm-related files
+	// through when its leader has exited (0: the leader is alive).
+	tid            int
 	uid            uint32
 	name           string
 	locked, pinned uint64
-	ipcLock        bool
+	ipcLock        bool // CAP_IPC_LOCK in CapEff (the process's own user namespace)
 	named          bool // matched ProcessConfig.Include
+	// stale: the scan ran out of time before this pid; the values are
+	// the last scrape's.
+	stale bool
 }
 
 type userTotal struct {
 	locked, pinned uint64
-	procs          int
+	// chargedPinned sums VmPin of the processes that lack CAP_IPC_LOCK
+	// in the initial user namespace: what io_uring charges to the user.
+	chargedPinned uint64
+	procs         int
 }
 
 // readFailure counts files that could not be read, by file and reason.
 type readFailure struct{ file, reason string }
 
 type processScan struct {
-	err        error // the scan could not run at all
+	// err: the scan could not run at all, or (deadline) did not finish:
+	// then candidates hold what it read plus, marked stale, the last
+	// scrape's reported processes among the pids it did not reach.
+	err        error
+	incomplete bool
 	scanned    int
-	candidates []procInfo
-	users      map[uint32]*userTotal
-	failures   map[readFailure]int
-	malformed  []error
+	// tasks sums the Threads lines of the scanned processes;
+	// systemTasks is the kernel's count of every task (loadavg), or -1.
+	tasks, systemTasks int
+	stale              int
+	candidates         []procInfo
+	users              map[uint32]*userTotal
+	failures           map[readFailure]int
+	malformed          []error
 }
 
 func (s *processScan) fail(file, reason string) {
@@ -78,6 +120,7 @@ func classify(err error) string {
 	case errors.Is(err, unix.EACCES), errors.Is(err, unix.EPERM):
 		return "permission"
 	case errors.Is(err, linux.ErrTooLarge), errors.Is(err, linux.ErrMalformed):
+
 		return "malformed"
 	default:
 		return "error"
@@ -113,7 +156,7 @@ func (s *processScan) malformedErr() error {
 const ctxCheckEvery = 256
 
 func (ps *processScanner) scan(ctx context.Context) *processScan {
-	res := &processScan{users: map[uint32]*userTotal{}, failures: map[readFailure]int{}}
+	res := &processScan{users: map[uint32]*userTotal{}, failures: map[readFailure]int{}, systemTasks: -1}
 	dir, err := linux.OpenDir(ps.procPath)
 	if err != nil {
 		res.err = err
@@ -123,6 +166,13 @@ func (ps *processScanner) scan(ctx context.Context) *processScan {
 	bufs := ps.bufs.get()
 	defer ps.bufs.put(bufs)
 	r := bufs.r
+	// Read before the pids are listed, so that a task count above what
+	// the scan saw is not the scan's own fault of timing alone.
+	if b, err := r.ReadFile(dir, "loadavg"); err == nil {
+		if n, err := linux.ParseLoadavgTasks(b); err == nil {
+			res.systemTasks = int(n)
+		}
+	}
 	pids, err := r.Pids(dir, bufs.pids[:0])
 	bufs.pids = pids
 	if err != nil {
@@ -130,14 +180,25 @@ func (ps *processScanner) scan(ctx context.Context) *processScan {
 		return res
 	}
 	var st linux.Status
+	var comm [linux.MaxComm]byte
 	for i, pid := range pids {
 		if i%ctxCheckEvery == 0 && ctx.Err() != nil {
 			res.err = fmt.Errorf("scanned %d of %d processes: %w", i, len(pids), ctx.Err())
+			res.incomplete = true
+			ps.carryOver(res, pids[i:])
 			return res
 		}
 		b, err := r.ReadPid(dir, pid, "status")
 		if err == nil {
 			err = linux.ParseStatus(b, &st)
+		}
+		tid := 0
+		if err == nil && st.LeaderExited() {
+			// The leader called exit while other threads live on: its
+			// status has lost the mm's lines, a live thread's has them.
+			name := comm[:copy(comm[:], st.Name)]
+			tid, err = ps.liveThreadStatus(r, dir, pid, &st)
+			st.Name = name
 		}
 		if err != nil {
 			switch reason := classify(err); reason {
@@ -152,17 +213,40 @@ func (ps *processScanner) scan(ctx context.Context) *processScan {
 			continue
 		}
 		res.scanned++
+		res.tasks += max(st.Threads, 1)
 		if !st.HasMM {
 			continue // kernel thread: nothing to lock
+		}
+		// Whether the process may lock past its limit: asked only of the
+		// few with the capability bit and pinned memory here; the process
+		// collector asks it of every process it reports.
+		charged := st.Pinned
+		if st.Pinned > 0 && st.IPCLock() {
+			initial, err := ps.userNS.Initial(r, dir, pid, tid)
+			if err != nil {
+				if reason := classify(err); reason != "vanished" {
+					res.fail("uid_map", reason)
+				}
+			} else if initial {
+				charged = 0
+			}
 		}
 		u := res.users[st.UID]
 		if u == nil {
 			u = &userTotal{}
 			res.users[st.UID] = u
 		}
-		u.locked += st.Locked
-		u.pinned += st.Pinned
+		var overflow bool
+		u.locked, overflow = addSat(u.locked, st.Locked, overflow)
+		u.pinned, overflow = addSat(u.pinned, st.Pinned, overflow)
+		u.chargedPinned, overflow = addSat(u.chargedPinned, charged, overflow)
 		u.procs++
+		if overflow {
+			// No real process set sums past 2^64 bytes: some status file
+			// lies. The sum stays saturated and the scrape says so.
+			res.fail("status", "malformed")
+			res.addMalformed(fmt.Errorf("pid %d: uid %d: per-user sum overflows", pid, st.UID))
+		}
 
 		named := ps.cfg.Include != nil && ps.cfg.Include.Match(st.Name)
 		if !named && st.Locked == 0 && st.Pinned == 0 {
@@ -173,6 +257,7 @@ func (ps *processScanner) scan(ctx context.Context) *processScan {
 		}
 		res.candidates = append(res.candidates, procInfo{
 			pid:     pid,
+			tid:     tid,
 			uid:     st.UID,
 			name:    strings.ToValidUTF8(string(st.Name), "\uFFFD"),
 			locked:  st.Locked,
@@ -184,19 +269,96 @@ func (ps *processScanner) scan(ctx context.Context) *processScan {
 	return res
 }
 
+// addSat adds b to a, saturating at the maximum, and says whether it did
+// (or already had, per overflow).
+func addSat(a, b uint64, overflow bool) (uint64, bool) {
+	if a+b < a {
+		return math.MaxUint64, true
+	}
+	return a + b, overflow
+}
+
+// liveThreadStatus reads the status of a live thread of pid other than
+// its exited leader into st, and returns that thread's id.
+func (ps *processScanner) liveThreadStatus(r *linux.Reader, dir *linux.Dir, pid int, st *linux.Status) (int, error) {
+	var buf [64]int
+	tids, err := r.Tids(dir, pid, buf[:0])
+	if err != nil {
+		return 0, err
+	}
+	for _, tid := range tids {
+		if tid == pid {
+			continue
+		}
+		b, err := r.ReadTask(dir, pid, tid, "status")
+		if err != nil {
+			if classify(err) == "vanished" {
+				continue // that thread exited: try the next
+			}
+			return 0, err
+		}
+		var ts linux.Status
+		if err := linux.ParseStatus(b, &ts); err != nil {
+			return 0, err
+		}
+		if ts.HasMM {
+			st.Locked, st.Pinned, st.HasMM = ts.Locked, ts.Pinned, true
+			return tid, nil
+		}
+	}
+	return 0, nil // every thread has exited meanwhile: no mm left
+}
+
+// carryOver adds to res, marked stale, the last scrape's reported
+// processes among pids (those the scan did not reach), so that a scan cut
+// short by its deadline does not drop their series for a scrape.
+func (ps *processScanner) carryOver(res *processScan, pids []int) {
+	ps.mu.Lock()
+	defer ps.mu.Unlock()
+	if len(ps.last) == 0 {
+		return
+	}
+	for _, pid := range pids {
+		if p, ok := ps.last[pid]; ok {
+			p.procInfo.stale = true
+			res.candidates = append(res.candidates, p.procInfo)
+			res.stale++
+		}
+	}
+}
+
+// lastReported returns what the last scrape reported of pid.
+func (ps *processScanner) lastReported(pid int) (reportedProc, bool) {
+	ps.mu.Lock()
+	defer ps.mu.Unlock()
+	p, ok := ps.last[pid]
+	return p, ok
+}
+
+// setReported records the processes a scrape reported.
+func (ps *processScanner) setReported(m map[int]reportedProc) {
+	ps.mu.Lock()
+	ps.last = m
+	ps.mu.Unlock()
+}
+
 // memlockLimit returns the memlock limit of pid: by prlimit(2) where that
 // is allowed and means the same process, otherwise from /proc/<pid>/limits.
-func (ps *processScanner) memlockLimit(r *linux.Reader, dir *linux.Dir, pid int) (linux.Limit, error) {
+func (ps *processScanner) memlockLimit(r *linux.Reader, dir *linux.Dir, pid, tid int) (linux.Limit, error) {
 	if ps.samePidNS {
 		var rl unix.Rlimit
-		if err := unix.Prlimit(pid, unix.RLIMIT_MEMLOCK, nil, &rl); err == nil {
+		target := pid
+		if tid != 0 {
+			target = tid // limits are the thread group's: any live thread answers
+		}
+		if err := unix.Prlimit(target, unix.RLIMIT_MEMLOCK, nil, &rl); err == nil {
 			return linux.Limit{Soft: rl.Cur, Hard: rl.Max}, nil
 		} else if errors.Is(err, unix.ESRCH) {
 			return linux.Limit{}, err
 		}
 		// EPERM: other credentials and no CAP_SYS_RESOURCE; read the file.
 	}
-	b, err := r.ReadPid(dir, pid, "limits")
+	b, err := r.ReadTask(dir, pid, tid, "limits")
 	if err != nil {
 		return linux.Limit{}, err
 	}

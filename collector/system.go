@@ -34,7 +34,7 @@ func newSystemCollector(en *env) (Collector, error) {
 		memTotal: d("system", "memory_total_bytes", "Usable RAM (MemTotal in /proc/meminfo)."),
 		mlocked:  d("system", "mlocked_bytes", "Memory locked with mlock, mlockall or MAP_LOCKED (Mlocked in /proc/meminfo)."),
 		unevictable: d("system", "unevictable_bytes",
-			"Memory the kernel cannot reclaim: mlocked pages, ramfs, SHM_LOCKed segments (Unevictable in /proc/meminfo)."),
+			"Memory on the unevictable LRU: mlocked pages, ramfs, SHM_LOCKed segments (Unevictable in /proc/meminfo). Pages of a segment touched before its SHM_LOCK stay on the evictable LRU until reclaim scans them."),
 		nrMlock:       d("system", "nr_mlock_bytes", "nr_mlock from /proc/vmstat in bytes: mlocked pages, counted per page."),
 		nrUnevictable: d("system", "nr_unevictable_bytes", "nr_unevictable from /proc/vmstat in bytes."),
 		events: d("system", "unevictable_pages_total",

@@ -391,7 +391,7 @@ func TestEndToEnd(t *testing.T) {
 	if got < plainBytes+onfaultTouched || got < math.Min(before, after)-slack || got > math.Max(before, after)+slack {
 		t.Errorf("mlocked %v outside /proc/meminfo's %v..%v", got, before, after)
 	}
-	if u, _ := value(mfs, "memlock_user_locked_bytes", map[string]string{"uid": strconv.Itoa(os.Getuid())}); u < plainBytes+onfaultBytes {
+	if u, _ := value(mfs, "memlock_user_processes_locked_bytes", map[string]string{"uid": strconv.Itoa(os.Getuid())}); u < plainBytes+onfaultBytes {
 		t.Errorf("user locked %v below the child's own", u)
 	}
 	for _, c := range []string{"system", "process", "user", "sysvipc"} {
@@ -502,6 +502,7 @@ func TestBadInvocations(t *testing.T) {
 		{[]string{"--collector.process.exclude=[z-a]"}, "collector.process.exclude"},
 		{[]string{"--collector.process.max-processes=-1"}, "max-processes"},
 		{[]string{"--collector.process.max-processes=lots"}, "max-processes"},
+		{[]string{"--collector.cgroup.max-cgroups=-1"}, "max-cgroups"},
 		{[]string{"--web.max-requests=-3"}, "web.max-requests"},
 		{[]string{"--scrape.timeout=0s"}, "scrape.timeout"},
 		{[]string{"--web.telemetry-path=metrics"}, "telemetry-path"},

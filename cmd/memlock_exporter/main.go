@@ -82,6 +82,7 @@ func newApp(o *options) *kingpin.Application {
 	app.Flag("collector.process.exclude", "Regexp of process names (comm) never reported; wins over --collector.process.include.").PlaceHolder("REGEXP").StringVar(&o.processExclude)
 	app.Flag("collector.process.max-processes", "Most processes reported per scrape (named ones first, then the largest); 0 for no cap.").Default(fmt.Sprint(o.cfg.Process.MaxProcesses)).SetValue(&intValue{p: &o.cfg.Process.MaxProcesses, max: maxIntFlag})
 	app.Flag("collector.cgroup.include", "Regexp of cgroup paths (as in /proc/<pid>/cgroup, e.g. /system.slice/vault.service) always reported, even without unevictable memory.").PlaceHolder("REGEXP").StringVar(&o.cgroupInclude)
+	app.Flag("collector.cgroup.max-cgroups", "Most cgroups reported per scrape (a parent before its children); 0 for no cap.").Default(fmt.Sprint(o.cfg.Cgroup.MaxCgroups)).SetValue(&intValue{p: &o.cfg.Cgroup.MaxCgroups, max: maxIntFlag})
 	app.Flag("collector.process.smaps", "Read smaps_rollup of processes with locked memory for resident locked bytes (needs ptrace read access).").Default("true").BoolVar(&o.cfg.Process.Smaps)
 
 	addProbeFlags(app, &o.probe)
@@ -135,9 +136,6 @@ func (o *options) validate() error {
 	}
 	if o.cfg.Cgroup.Include, err = compileName("collector.cgroup.include", o.cgroupInclude); err != nil {
 		return err
-	}
-	if o.cfg.Process.MaxProcesses < 0 {
-		return fmt.Errorf("--collector.process.max-processes must be 0 or more, not %d", o.cfg.Process.MaxProcesses)
 	}
 	if o.maxRequests < 0 {
 		return fmt.Errorf("--web.max-requests must be 0 or more, not %d", o.maxRequests)

@@ -25,8 +25,12 @@ func missingPrivileges(cfg collector.Config, logger *slog.Logger) []string {
 	}
 	var missing []string
 	if cfg.Process.Smaps && s.CapEff&capSysPtrace == 0 {
-		missing = append(missing, "CAP_SYS_PTRACE: memlock_process_locked_resident_bytes only for processes of uid "+
-			strconv.FormatUint(uint64(s.UID), 10)+"; the others count in memlock_process_read_failures{file=\"smaps_rollup\",reason=\"permission\"}")
+		// ptrace_may_access (PTRACE_MODE_READ) also refuses a process of
+		// the same uid that is not dumpable (setuid or setgid programs,
+		// prctl(PR_SET_DUMPABLE, 0): ssh-agent, gpg-agent, many daemons
+		// that lock secrets) unless the reader has CAP_SYS_PTRACE.
+		missing = append(missing, "CAP_SYS_PTRACE: memlock_process_locked_resident_bytes only for the dumpable processes of uid "+
+			strconv.FormatUint(uint64(s.UID), 10)+" (not for a non-dumpable one, e.g. set with prctl(PR_SET_DUMPABLE, 0) or started setuid, even of that uid); the others count in memlock_process_read_failures{file=\"smaps_rollup\",reason=\"permission\"}")
 	}
 	for _, m := range missing {
 		logger.Info("running without a privilege", "missing", m)

@@ -31,6 +31,9 @@ func FuzzParseStatus(f *testing.F) {
 		if err == nil && s.Locked%1024 != 0 {
 			t.Fatalf("VmLck %d is not a whole number of kB", s.Locked)
 		}
+		if len(s.Name) > MaxComm {
+			t.Fatalf("name of %d bytes, more than a comm holds", len(s.Name))
+		}
 	})
 }
 

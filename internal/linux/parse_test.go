@@ -4,6 +4,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 )
 
@@ -207,5 +208,51 @@ func TestParseSysvShm(t *testing.T) {
 		if _, err := ParseSysvShm([]byte(in)); !errors.Is(err, ErrMalformed) {
 			t.Errorf("%q: got %v, want ErrMalformed", in, err)
 		}
+	}
+}
+
+// TestStatusName: the kernel escapes only '\n' and '\' in the Name line
+// (proc_task_name: string_escape_str with ESCAPE_SPACE|ESCAPE_SPECIAL,
+// only "\n\\"); the rest is the name as it is, spaces included.
+func TestStatusName(t *testing.T) {
+	for in, want := range map[string]string{
+		"Name:\t \n":                           " ",
+		"Name:\t  two  \n":                     "  two  ",
+		"Name:\tnew\\nline\n":                  "new\nline",
+		"Name:\tback\\\\slash\n":               `back\slash`,
+		"Name:\tback\\\\n\n":                   `back\n`,
+		"Name:\t\"q\" 'x'\n":                   `"q" 'x'`,
+		"Name:\tünï\n":                         "ünï",
+		"Name:\ttab\there\n":                   "tab\there",
+		"Name:\t0123456789abcdefghij\n":        "0123456789abcde",
+		"Name:\t" + strings.Repeat("A", 99999): strings.Repeat("A", MaxComm),
+	} {
+		var s Status
+		if err := ParseStatus([]byte(in+"\nUid:\t0\t0\t0\t0\nCapEff:\t0\n"), &s); err != nil {
+			t.Errorf("%q: %v", in, err)
+			continue
+		}
+		if string(s.Name) != want {
+			t.Errorf("%q: name %q, want %q", in, s.Name, want)
+		}
+	}
+}
+
+func TestParseUIDMapAndLoadavg(t *testing.T) {
+	for in, want := range map[string]bool{
+		"         0          0 4294967295\n": true,
+		"         0       1000          1\n": false,
+		"         0     100000      65536\n": false,
+		"0 0 4294967295\n1 1 1\n":            false,
+	} {
+		if got, err := ParseUIDMapInitial([]byte(in)); err != nil || got != want {
+			t.Errorf("%q: %v, %v; want %v", in, got, err, want)
+		}
+	}
+	if n, err := ParseLoadavgTasks([]byte("0.52 0.58 0.59 2/345 12345\n")); err != nil || n != 345 {
+		t.Errorf("loadavg: %d, %v", n, err)
+	}
+	if _, err := ParseLoadavgTasks([]byte("0.52 0.58\n")); err == nil {
+		t.Error("short loadavg accepted")
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"sync/atomic"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
@@ -41,6 +42,13 @@ func OpenDir(path string) (*Dir, error) {
 	return d, nil
 }
 
+// Exists reports whether name exists below the directory (a pid's
+// directory, say), following no link.
+func (d *Dir) Exists(name string) bool {
+	var st unix.Stat_t
+	return unix.Fstatat(d.fd, name, &st, unix.AT_SYMLINK_NOFOLLOW) == nil
+}
+
 // Close closes the directory.
 func (d *Dir) Close() error { return unix.Close(d.fd) }
 
@@ -61,17 +69,72 @@ func NewReader(size int) *Reader {
 
 // ReadPid reads the file name (e.g. "status") of process pid in dir, which
 // must be a procfs root. The returned bytes are valid until the next call.
-// Errors wrap the errno, so errors.Is(err, unix.ENOENT) works.
+// Errors wrap the errno, so errors.Is(err, unix.ENOENT) works. No symlink
+// is followed anywhere on the path (see openat): a pid directory that is a
+// link (a hostile tree's "111 -> 1") fails with ELOOP instead of reading
+// another process's file as pid's.
 func (r *Reader) ReadPid(d *Dir, pid int, name string) ([]byte, error) {
-	r.path = strconv.AppendInt(r.path[:0], int64(pid), 10)
-	r.path = append(r.path, '/')
-	r.path = append(r.path, name...)
-	r.path = append(r.path, 0)
+	return r.ReadTask(d, pid, 0, name)
+}
+
+// ReadTask reads the file name of thread tid of process pid
+// (<pid>/task/<tid>/<name>), or of the process itself when tid is 0, as
+// ReadPid does.
+func (r *Reader) ReadTask(d *Dir, pid, tid int, name string) ([]byte, error) {
+	r.taskPath(pid, tid, name)
 	var kind readKind
 	if d.procfs {
 		kind = pidFileKind(name)
 	}
+	kind.noLinks = true
 	return r.read(d.fd, r.path, kind)
+}
+
+// taskPath sets r.path to <pid>/<name> or <pid>/task/<tid>/<name>, NUL
+// terminated.
+func (r *Reader) taskPath(pid, tid int, name string) {
+	r.path = strconv.AppendInt(r.path[:0], int64(pid), 10)
+	if tid != 0 {
+		r.path = append(r.path, "/task/"...)
+		r.path = strconv.AppendInt(r.path, int64(tid), 10)
+	}
+	r.path = append(r.path, '/')
+	r.path = append(r.path, name...)
+	r.path = append(r.path, 0)
+}
+
+// Tids appends the thread ids of process pid (the entries of
+// <pid>/task) to tids.
+func (r *Reader) Tids(d *Dir, pid int, tids []int) ([]int, error) {
+	r.path = strconv.AppendInt(r.path[:0], int64(pid), 10)
+	r.path = append(r.path, "/task"...)
+	r.path = append(r.path, 0)
+	fd, err := openDirAt(d.fd, r.path)
+	if err != nil {
+		return tids, &pathError{op: "open", path: string(r.path[:len(r.path)-1]), err: err}
+	}
+	defer unix.Close(fd)
+	return r.numericEntries(fd, tids)
+}
+
+// Readlink reads the symbolic link name (e.g. "1/ns/ipc") below dir into
+// the Reader's buffer; the bytes are valid until the next call.
+func (r *Reader) Readlink(d *Dir, name string) ([]byte, error) {
+	r.path = append(append(r.path[:0], name...), 0)
+	for {
+		n, _, errno := unix.Syscall6(unix.SYS_READLINKAT, uintptr(d.fd), uintptr(unsafe.Pointer(&r.path[0])),
+			uintptr(unsafe.Pointer(&r.buf[0])), uintptr(len(r.buf)), 0, 0)
+		if errno == unix.EINTR {
+			continue
+		}
+		if errno != 0 {
+			return nil, &pathError{op: "readlink", path: name, err: errno}
+		}
+		if int(n) == len(r.buf) {
+			return nil, &pathError{op: "readlink", path: name, err: ErrTooLarge}
+		}
+		return r.buf[:n], nil
+	}
 }
 
 // readKind says how a file may be read.
@@ -83,21 +146,14 @@ type readKind struct {
 	// Files of many records (smaps, maps, sysvipc) stop a read at a page
 	// and are read to 0.
 	single bool
-	// raw: opening, reading and closing the file never sleeps for long in
-	// the kernel (no mmap_lock, no I/O), so it bypasses the Go scheduler's
-	// syscall bookkeeping (entersyscall/exitsyscall, and sysmon handing the
-	// P off and waking threads): the scan does three syscalls per process,
-	// 30,000 a scrape at 10,000 processes. smaps_rollup takes the target's
-	// mmap_lock, which a process locking gigabytes holds for seconds, so it
-	// is not raw.
-	raw bool
+	// noLinks: no element of the path may be a symlink (a pid's files).
+	// Other paths may pass through one (the probe's "self/status").
+	noLinks bool
 }
 
 func pidFileKind(name string) readKind {
 	switch name {
-	case "status", "limits":
-		return readKind{single: true, raw: true}
-	case "smaps_rollup", "stat", "statm", "cgroup":
+	case "status", "limits", "smaps_rollup", "stat", "statm", "cgroup":
 		return readKind{single: true}
 	}
 	return readKind{}
@@ -110,11 +166,11 @@ func (r *Reader) ReadFile(d *Dir, name string) ([]byte, error) {
 }
 
 func (r *Reader) read(dirfd int, path []byte, kind readKind) ([]byte, error) {
-	fd, err := openat(dirfd, path, kind.raw)
+	fd, err := openat(dirfd, path, kind.noLinks)
 	if err != nil {
 		return nil, &pathError{op: "open", path: string(path[:len(path)-1]), err: err}
 	}
-	defer sysClose(fd, kind.raw)
+	defer unix.Close(fd)
 	n := 0
 	for {
 		if n == len(r.buf) {
@@ -125,7 +181,7 @@ func (r *Reader) read(dirfd int, path []byte, kind readKind) ([]byte, error) {
 			copy(nb, r.buf[:n])
 			r.buf = nb
 		}
-		m, err := sysRead(fd, r.buf[n:], kind.raw)
+		m, err := sysRead(fd, r.buf[n:])
 		if err == unix.EINTR {
 			continue
 		}
@@ -142,21 +198,54 @@ func (r *Reader) read(dirfd int, path []byte, kind readKind) ([]byte, error) {
 	}
 }
 
-func syscall6(raw bool, trap, a1, a2, a3, a4, a5, a6 uintptr) (uintptr, unix.Errno) {
-	if raw {
-		r, _, errno := unix.RawSyscall6(trap, a1, a2, a3, a4, a5, a6)
-		return r, errno
-	}
-	r, _, errno := unix.Syscall6(trap, a1, a2, a3, a4, a5, a6)
-	return r, errno
+// The pid-file reads go through unix.Syscall, never RawSyscall: a read of
+// /proc/<pid>/status or limits takes a reference on the target's mm, and
+// when the target exits meanwhile the reader drops the last one and
+// mmput tears down (and munlocks) the whole address space in the reader's
+// context, seconds for a process that locked gigabytes. Inside a raw
+// syscall the Go scheduler cannot hand the P to another goroutine and a GC
+// stop-the-world waits for it; inside Syscall it can and does not.
+
+// noOpenat2 is set once openat2(2) is found missing (kernel < 5.6) or
+// refused (a seccomp profile); openat and the d_type check of Pids are used
+// then.
+var noOpenat2 atomic.Bool
+
+// openHow is struct open_how of openat2(2).
+type openHow struct {
+	flags, mode, resolve uint64
 }
 
-// openat opens with O_NOFOLLOW, so a link (to /dev/zero, say) is refused,
-// and O_NONBLOCK, so a FIFO in place of a file does not block the open
-// until a writer comes (reads of procfs and sysfs files are unaffected).
-func openat(dirfd int, path []byte, raw bool) (int, error) {
+var pidOpenHow = openHow{
+	flags: uint64(unix.O_RDONLY | unix.O_CLOEXEC | unix.O_NOFOLLOW | unix.O_NONBLOCK),
+	// No symlink on any element of the path: O_NOFOLLOW alone guards only
+	// the last one, and a pid directory that is a link would be followed.
+	resolve: unix.RESOLVE_NO_SYMLINKS,
+}
+
+// openat opens path below dirfd with O_NOFOLLOW, so the last element may
+// not be a symlink (a link to /dev/zero is refused), and with noLinks no
+// element at all (openat2 RESOLVE_NO_SYMLINKS; where the kernel has no
+// openat2, Pids' d_type check guards the pid directory), and with
+// O_NONBLOCK, so a FIFO in place of a file does not block the open until a
+// writer comes (reads of procfs and sysfs files are unaffected).
+func openat(dirfd int, path []byte, noLinks bool) (int, error) {
 	for {
-		fd, errno := syscall6(raw, unix.SYS_OPENAT, uintptr(dirfd), uintptr(unsafe.Pointer(&path[0])),
+		if noLinks && !noOpenat2.Load() {
+			fd, _, errno := unix.Syscall6(unix.SYS_OPENAT2, uintptr(dirfd), uintptr(unsafe.Pointer(&path[0])),
+				uintptr(unsafe.Pointer(&pidOpenHow)), unsafe.Sizeof(pidOpenHow), 0, 0)
+			switch errno {
+			case 0:
+				return int(fd), nil
+			case unix.EINTR, unix.EAGAIN: // EAGAIN: a rename raced the lookup
+				continue
+			case unix.ENOSYS, unix.EPERM:
+				noOpenat2.Store(true)
+			default:
+				return -1, errno
+			}
+		}
+		fd, _, errno := unix.Syscall6(unix.SYS_OPENAT, uintptr(dirfd), uintptr(unsafe.Pointer(&path[0])),
 			uintptr(unix.O_RDONLY|unix.O_CLOEXEC|unix.O_NOFOLLOW|unix.O_NONBLOCK), 0, 0, 0)
 		if errno == unix.EINTR {
 			continue
@@ -168,47 +257,71 @@ func openat(dirfd int, path []byte, raw bool) (int, error) {
 	}
 }
 
-func sysRead(fd int, b []byte, raw bool) (int, error) {
-	n, errno := syscall6(raw, unix.SYS_READ, uintptr(fd), uintptr(unsafe.Pointer(&b[0])), uintptr(len(b)), 0, 0, 0)
+// openDirAt opens the directory path below dirfd, following no link.
+func openDirAt(dirfd int, path []byte) (int, error) {
+	for {
+		fd, _, errno := unix.Syscall6(unix.SYS_OPENAT, uintptr(dirfd), uintptr(unsafe.Pointer(&path[0])),
+			uintptr(unix.O_RDONLY|unix.O_CLOEXEC|unix.O_NOFOLLOW|unix.O_DIRECTORY), 0, 0, 0)
+		if errno == unix.EINTR {
+			continue
+		}
+		if errno != 0 {
+			return -1, errno
+		}
+		return int(fd), nil
+	}
+}
+
+var errEINTR error = unix.EINTR
+
+func closeFD(fd int) { unix.Close(fd) }
+
+func sysRead(fd int, b []byte) (int, error) {
+	n, _, errno := unix.Syscall(unix.SYS_READ, uintptr(fd), uintptr(unsafe.Pointer(&b[0])), uintptr(len(b)))
 	if errno != 0 {
 		return 0, errno
 	}
 	return int(n), nil
 }
 
-func sysClose(fd int, raw bool) {
-	syscall6(raw, unix.SYS_CLOSE, uintptr(fd), 0, 0, 0, 0, 0)
-}
-
 // Pids appends the numeric entries of the procfs root dir to pids, in the
-// order the kernel lists them (ascending for /proc).
+// order the kernel lists them (ascending for /proc). Only directories
+// count: an entry of another type (a hostile tree's symlink "111 -> 1")
+// is not a process.
 func (r *Reader) Pids(d *Dir, pids []int) ([]int, error) {
-	if r.dirents == nil {
-		r.dirents = make([]byte, 32<<10)
-	}
 	if _, err := unix.Seek(d.fd, 0, 0); err != nil {
 		return pids, &pathError{op: "seek", path: "procfs", err: err}
 	}
+	return r.numericEntries(d.fd, pids)
+}
+
+func (r *Reader) numericEntries(fd int, ids []int) ([]int, error) {
+	if r.dirents == nil {
+		r.dirents = make([]byte, 32<<10)
+	}
 	for {
-		n, err := unix.Getdents(d.fd, r.dirents)
+		n, err := unix.Getdents(fd, r.dirents)
 		if err == unix.EINTR {
 			continue
 		}
 		if err != nil {
-			return pids, &pathError{op: "getdents", path: "procfs", err: err}
+			return ids, &pathError{op: "getdents", path: "procfs", err: err}
 		}
 		if n <= 0 {
-			return pids, nil
+			return ids, nil
 		}
 		b := r.dirents[:n]
 		for len(b) >= 19 {
 			reclen := int(*(*uint16)(unsafe.Pointer(&b[16])))
 			if reclen < 19 || reclen > len(b) {
-				return pids, &pathError{op: "getdents", path: "procfs", err: errors.New("bad record length")}
+				return ids, &pathError{op: "getdents", path: "procfs", err: errors.New("bad record length")}
 			}
+			// linux_dirent64: d_type at 18, the name from 19. DT_UNKNOWN (a
+			// file system that does not fill it in) is left to openat2.
+			typ := b[18]
 			name := b[19:reclen]
-			if pid, ok := atoiName(name); ok {
-				pids = append(pids, pid)
+			if id, ok := atoiName(name); ok && (typ == unix.DT_DIR || typ == unix.DT_UNKNOWN) {
+				ids = append(ids, id)
 			}
 			b = b[reclen:]
 		}

@@ -99,3 +99,36 @@ func TestAtoiName(t *testing.T) {
 		}
 	}
 }
+
+// TestReadPidFollowsNoLink: a pid directory that is a symlink is not
+// followed by ReadPid (nor listed by Pids), while ReadFile may pass
+// through a link that is not the last element ("self/status").
+func TestReadPidFollowsNoLink(t *testing.T) {
+	dir := t.TempDir()
+	if err := os.MkdirAll(filepath.Join(dir, "100"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "100", "status"), []byte("Name:\tx\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, link := range []string{"111", "self"} {
+		if err := os.Symlink("100", filepath.Join(dir, link)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	d, err := OpenDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	r := NewReader(64)
+	if pids, err := r.Pids(d, nil); err != nil || !slices.Equal(pids, []int{100}) {
+		t.Errorf("pids %v, %v: want only the directory 100", pids, err)
+	}
+	if _, err := r.ReadPid(d, 111, "status"); err == nil {
+		t.Error("ReadPid followed the pid directory link 111 -> 100")
+	}
+	if b, err := r.ReadFile(d, "self/status"); err != nil || string(b) != "Name:\tx\n" {
+		t.Errorf("ReadFile self/status: %q, %v", b, err)
+	}
+}
