@@ -137,9 +137,6 @@ func (o *options) validate() error {
 	if o.cfg.Cgroup.Include, err = compileName("collector.cgroup.include", o.cgroupInclude); err != nil {
 		return err
 	}
-	if o.maxRequests < 0 {
-		return fmt.Errorf("--web.max-requests must be 0 or more, not %d", o.maxRequests)
-	}
 	if o.scrapeTimeout <= 0 {
 		return fmt.Errorf("--scrape.timeout must be positive, not %s", o.scrapeTimeout)
 	}
