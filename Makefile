@@ -102,3 +102,25 @@ test-deploy: tools
 	$(PROMTOOL) check rules deploy/prometheus/rules.yml deploy/prometheus/alerts.yml
 	$(PROMTOOL) test rules deploy/prometheus/tests/*.yml
 	cd tools && $(GO) vet ./... && $(GO) test -count=1 ./...
+
+# test-apiserver dry-runs the rendered base and overlay against a real
+# kube-apiserver and etcd on loopback (tools/checks TestAPIServerDryRun):
+# server-side apply with dryRun=All and fieldValidation=Strict for every
+# object, the DaemonSet's pod through Pod Security admission, the
+# Prometheus Operator's CRDs installed from its module. Both servers are
+# built from the module proxy in a module of their own (tools/apiserver),
+# so that k8s.io/kubernetes' versions do not move tools/go.mod's, and are
+# cached in tools/bin like promtool. CI runs it after make test.
+KUBE_APISERVER := tools/bin/kube-apiserver
+ETCD           := tools/bin/etcd
+
+.PHONY: test-apiserver
+$(KUBE_APISERVER): tools/apiserver/go.mod tools/apiserver/go.sum
+	cd tools/apiserver && $(GO) build -o ../bin/kube-apiserver k8s.io/kubernetes/cmd/kube-apiserver
+
+$(ETCD): tools/apiserver/go.mod tools/apiserver/go.sum
+	cd tools/apiserver && $(GO) build -o ../bin/etcd go.etcd.io/etcd/server/v3
+
+test-apiserver: $(KUBE_APISERVER) $(ETCD)
+	cd tools && KUBE_APISERVER=$(CURDIR)/$(KUBE_APISERVER) ETCD=$(CURDIR)/$(ETCD) \
+		$(GO) test -count=1 -v -run '^TestAPIServerDryRun$$' ./checks/
