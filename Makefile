@@ -107,12 +107,20 @@ test-deploy: tools
 # kube-apiserver and etcd on loopback (tools/checks TestAPIServerDryRun):
 # server-side apply with dryRun=All and fieldValidation=Strict for every
 # object, the DaemonSet's pod through Pod Security admission, the
-# Prometheus Operator's CRDs installed from its module. Both servers are
-# built from the module proxy in a module of their own (tools/apiserver),
-# so that k8s.io/kubernetes' versions do not move tools/go.mod's, and are
-# cached in tools/bin like promtool. CI runs it after make test.
+# Prometheus Operator's CRDs installed from its module; then the overlay's
+# exporter behind kube-rbac-proxy, with tokens from that API server, to see
+# who reaches /metrics, /probe and /-/reload (TestRBACProxyGuardsExporter).
+# Both servers are built from the module proxy in a module of their own
+# (tools/apiserver), so that k8s.io/kubernetes' versions do not move
+# tools/go.mod's, and are cached in tools/bin like promtool. CI runs it
+# after make test.
 KUBE_APISERVER := tools/bin/kube-apiserver
 ETCD           := tools/bin/etcd
+# The kube-rbac-proxy of deploy/kubernetes/base/daemonset.yaml's image (a
+# test compares the three), from tools/rbacproxy, a module whose only
+# requirement it is: its dependencies stay at its own go.mod's versions.
+KUBE_RBAC_PROXY_VERSION := v0.22.1
+KUBE_RBAC_PROXY         := tools/bin/kube-rbac-proxy
 
 .PHONY: test-apiserver
 $(KUBE_APISERVER): tools/apiserver/go.mod tools/apiserver/go.sum
@@ -121,6 +129,11 @@ $(KUBE_APISERVER): tools/apiserver/go.mod tools/apiserver/go.sum
 $(ETCD): tools/apiserver/go.mod tools/apiserver/go.sum
 	cd tools/apiserver && $(GO) build -o ../bin/etcd go.etcd.io/etcd/server/v3
 
-test-apiserver: $(KUBE_APISERVER) $(ETCD)
-	cd tools && KUBE_APISERVER=$(CURDIR)/$(KUBE_APISERVER) ETCD=$(CURDIR)/$(ETCD) \
-		$(GO) test -count=1 -v -run '^TestAPIServerDryRun$$' ./checks/
+$(KUBE_RBAC_PROXY): tools/rbacproxy/go.mod tools/rbacproxy/go.sum
+	cd tools/rbacproxy && $(GO) list -m -f '{{.Version}}' github.com/brancz/kube-rbac-proxy | grep -qx '$(KUBE_RBAC_PROXY_VERSION)' \
+		|| { echo "tools/rbacproxy/go.mod does not require kube-rbac-proxy $(KUBE_RBAC_PROXY_VERSION)"; exit 1; }
+	cd tools/rbacproxy && $(GO) build -o ../bin/kube-rbac-proxy github.com/brancz/kube-rbac-proxy/cmd/kube-rbac-proxy
+
+test-apiserver: $(KUBE_APISERVER) $(ETCD) $(KUBE_RBAC_PROXY)
+	cd tools && KUBE_APISERVER=$(CURDIR)/$(KUBE_APISERVER) ETCD=$(CURDIR)/$(ETCD) KUBE_RBAC_PROXY=$(CURDIR)/$(KUBE_RBAC_PROXY) \
+		$(GO) test -count=1 -v -run '^(TestAPIServerDryRun|TestRBACProxyGuardsExporter)$$' ./checks/

@@ -218,6 +218,7 @@ func jsonField(body, field string) string {
 type apiServer struct {
 	url    string
 	token  string
+	caPEM  []byte // the serving certificate's chain, as the apiserver wrote it
 	client *http.Client
 }
 
@@ -282,7 +283,7 @@ func startAPIServer(t *testing.T, apiserverBin, etcdBin string) *apiServer {
 	for pool == nil {
 		if b, err := os.ReadFile(filepath.Join(certDir, "apiserver.crt")); err == nil {
 			if p := x509.NewCertPool(); p.AppendCertsFromPEM(b) {
-				pool = p
+				pool, api.caPEM = p, b
 			}
 		}
 		if time.Now().After(deadline) {
