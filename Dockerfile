@@ -2,7 +2,7 @@
 # memlock_exporter image: a static binary on distroless, run as uid 65534.
 #
 #   docker build -t memlock_exporter .
-#   docker run --rm --pid=host -p 9947:9947 \
+#   docker run --rm --pid=host --ipc=host -p 127.0.0.1:9947:9947 \
 #     -v /proc:/host/proc:ro -v /sys:/host/sys:ro \
 #     memlock_exporter --path.procfs=/host/proc --path.sysfs=/host/sys
 #
