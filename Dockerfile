@@ -2,7 +2,7 @@
 # memlock_exporter image: a static binary on distroless, run as uid 65534.
 #
 #   docker build -t memlock_exporter .
-#   docker run --rm --pid=host -p 9947:9947 \
+#   docker run --rm --pid=host --ipc=host -p 127.0.0.1:9947:9947 \
 #     -v /proc:/host/proc:ro -v /sys:/host/sys:ro \
 #     memlock_exporter --path.procfs=/host/proc --path.sysfs=/host/sys
 #
@@ -25,7 +25,16 @@
 # COPY --from keeps it (the default builder since Docker 23); check with
 #   docker run --rm --entrypoint= <builder stage> getcap /src/memlock_exporter-caps
 
-FROM golang:1.26 AS builder
+# Base images by exact tag, not by digest: no registry is reachable where
+# this file is maintained, so no digest could be checked, and an unchecked
+# digest is worse than none. The builder is the exact Go release the
+# project is built and tested with (go1.26.8, `go version` on its CI
+# machine). distroless publishes no version tags, only moving ones (latest,
+# nonroot, debug) and digests: the tag is named explicitly, and a release
+# pins it by resolving it where a registry is reachable, e.g.
+#   docker buildx imagetools inspect gcr.io/distroless/static-debian12:latest
+# and writing gcr.io/distroless/static-debian12@sha256:<that digest> below.
+FROM golang:1.26.8-bookworm AS builder
 RUN apt-get update \
  && apt-get install -y --no-install-recommends libcap2-bin \
  && rm -rf /var/lib/apt/lists/*
@@ -45,7 +54,7 @@ RUN make build VERSION="$VERSION" REVISION="$REVISION" BRANCH="$BRANCH" \
  && getcap memlock_exporter-caps | grep -q 'cap_ipc_lock,cap_sys_ptrace=ep' \
  && ./memlock_exporter --version
 
-FROM gcr.io/distroless/static-debian12
+FROM gcr.io/distroless/static-debian12:latest
 COPY --from=builder /src/memlock_exporter /bin/memlock_exporter
 COPY --from=builder /src/memlock_exporter-caps /bin/memlock_exporter-caps
 # nobody: the same fixed uid as the DaemonSet's runAsUser.

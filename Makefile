@@ -102,3 +102,38 @@ test-deploy: tools
 	$(PROMTOOL) check rules deploy/prometheus/rules.yml deploy/prometheus/alerts.yml
 	$(PROMTOOL) test rules deploy/prometheus/tests/*.yml
 	cd tools && $(GO) vet ./... && $(GO) test -count=1 ./...
+
+# test-apiserver dry-runs the rendered base and overlay against a real
+# kube-apiserver and etcd on loopback (tools/checks TestAPIServerDryRun):
+# server-side apply with dryRun=All and fieldValidation=Strict for every
+# object, the DaemonSet's pod through Pod Security admission, the
+# Prometheus Operator's CRDs installed from its module; then the overlay's
+# exporter behind kube-rbac-proxy, with tokens from that API server, to see
+# who reaches /metrics, /probe and /-/reload (TestRBACProxyGuardsExporter).
+# Both servers are built from the module proxy in a module of their own
+# (tools/apiserver), so that k8s.io/kubernetes' versions do not move
+# tools/go.mod's, and are cached in tools/bin like promtool. CI runs it
+# after make test.
+KUBE_APISERVER := tools/bin/kube-apiserver
+ETCD           := tools/bin/etcd
+# The kube-rbac-proxy of deploy/kubernetes/base/daemonset.yaml's image (a
+# test compares the three), from tools/rbacproxy, a module whose only
+# requirement it is: its dependencies stay at its own go.mod's versions.
+KUBE_RBAC_PROXY_VERSION := v0.22.1
+KUBE_RBAC_PROXY         := tools/bin/kube-rbac-proxy
+
+.PHONY: test-apiserver
+$(KUBE_APISERVER): tools/apiserver/go.mod tools/apiserver/go.sum
+	cd tools/apiserver && $(GO) build -o ../bin/kube-apiserver k8s.io/kubernetes/cmd/kube-apiserver
+
+$(ETCD): tools/apiserver/go.mod tools/apiserver/go.sum
+	cd tools/apiserver && $(GO) build -o ../bin/etcd go.etcd.io/etcd/server/v3
+
+$(KUBE_RBAC_PROXY): tools/rbacproxy/go.mod tools/rbacproxy/go.sum
+	cd tools/rbacproxy && $(GO) list -m -f '{{.Version}}' github.com/brancz/kube-rbac-proxy | grep -qx '$(KUBE_RBAC_PROXY_VERSION)' \
+		|| { echo "tools/rbacproxy/go.mod does not require kube-rbac-proxy $(KUBE_RBAC_PROXY_VERSION)"; exit 1; }
+	cd tools/rbacproxy && $(GO) build -o ../bin/kube-rbac-proxy github.com/brancz/kube-rbac-proxy/cmd/kube-rbac-proxy
+
+test-apiserver: $(KUBE_APISERVER) $(ETCD) $(KUBE_RBAC_PROXY)
+	cd tools && KUBE_APISERVER=$(CURDIR)/$(KUBE_APISERVER) ETCD=$(CURDIR)/$(ETCD) KUBE_RBAC_PROXY=$(CURDIR)/$(KUBE_RBAC_PROXY) \
+		$(GO) test -count=1 -v -run '^(TestAPIServerDryRun|TestRBACProxyGuardsExporter)$$' ./checks/

@@ -3,6 +3,7 @@ package checks
 import (
 	"bufio"
 	"bytes"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -36,11 +37,33 @@ func TestDockerfile(t *testing.T) {
 		t.Fatalf("want a multi-stage build, got %d stage(s)", len(stages))
 	}
 	builder, final := stages[0], stages[len(stages)-1]
-	if !strings.HasPrefix(builder.BaseName, "golang:1.26") {
-		t.Errorf("builder stage from %q, want golang:1.26", builder.BaseName)
+	// The builder is an exact Go patch release (not the moving golang:1.26)
+	// of go.mod's minor version.
+	goMinor := ""
+	for _, l := range strings.Split(string(readFile(t, "go.mod")), "\n") {
+		if v, ok := strings.CutPrefix(l, "go "); ok {
+			parts := strings.Split(strings.TrimSpace(v), ".")
+			goMinor = strings.Join(parts[:min(2, len(parts))], ".")
+		}
+	}
+	if !regexp.MustCompile(`^golang:` + regexp.QuoteMeta(goMinor) + `\.[0-9]+(-[a-z0-9]+)?(@sha256:[0-9a-f]{64})?$`).MatchString(builder.BaseName) {
+		t.Errorf("builder stage from %q, want an exact patch release golang:%s.N of go.mod's Go", builder.BaseName, goMinor)
 	}
 	if !strings.HasPrefix(final.BaseName, "gcr.io/distroless/static") && !strings.HasPrefix(final.BaseName, "busybox") {
 		t.Errorf("final stage from %q, want distroless static or busybox", final.BaseName)
+	}
+	// Every base named with a tag or a well-formed digest, never implicitly.
+	for _, st := range stages {
+		ref := st.BaseName
+		if name, digest, ok := strings.Cut(ref, "@"); ok {
+			if !regexp.MustCompile(`^sha256:[0-9a-f]{64}$`).MatchString(digest) {
+				t.Errorf("stage %q: digest %q is malformed", name, digest)
+			}
+			continue
+		}
+		if !strings.Contains(ref[strings.LastIndex(ref, "/")+1:], ":") {
+			t.Errorf("stage from %q names no tag", ref)
+		}
 	}
 
 	var runs []string

@@ -3,13 +3,17 @@ package checks
 import (
 	"fmt"
 	"os/exec"
+	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 
 	monitoringv1 "github.com/prometheus-operator/prometheus-operator/pkg/apis/monitoring/v1"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
+	networkingv1 "k8s.io/api/networking/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
 	"sigs.k8s.io/json"
 	"sigs.k8s.io/kustomize/api/krusty"
@@ -25,6 +29,11 @@ type rendered struct {
 	services        []corev1.Service
 	serviceMonitors []monitoringv1.ServiceMonitor
 	prometheusRules []monitoringv1.PrometheusRule
+	clusterRoles    []rbacv1.ClusterRole
+	clusterBindings []rbacv1.ClusterRoleBinding
+	networkPolicies []networkingv1.NetworkPolicy
+	// labels of every object, by id
+	labels map[string]map[string]string
 }
 
 // render builds dir with kustomize's own engine (the one kubectl kustomize
@@ -37,13 +46,14 @@ func render(t *testing.T, dir string) *rendered {
 	if err != nil {
 		t.Fatalf("kustomize build %s: %v", dir, err)
 	}
-	out := &rendered{}
+	out := &rendered{labels: map[string]map[string]string{}}
 	for _, r := range rm.Resources() {
 		b, err := r.MarshalJSON()
 		if err != nil {
 			t.Fatal(err)
 		}
 		id := fmt.Sprintf("%s %s/%s/%s", dir, r.GetApiVersion(), r.GetKind(), r.GetName())
+		out.labels[id] = r.GetLabels()
 		switch gvk := r.GetApiVersion() + " " + r.GetKind(); gvk {
 		case "v1 Namespace":
 			out.namespaces = append(out.namespaces, decodeStrict[corev1.Namespace](t, id, b))
@@ -57,6 +67,12 @@ func render(t *testing.T, dir string) *rendered {
 			out.serviceMonitors = append(out.serviceMonitors, decodeStrict[monitoringv1.ServiceMonitor](t, id, b))
 		case "monitoring.coreos.com/v1 PrometheusRule":
 			out.prometheusRules = append(out.prometheusRules, decodeStrict[monitoringv1.PrometheusRule](t, id, b))
+		case "rbac.authorization.k8s.io/v1 ClusterRole":
+			out.clusterRoles = append(out.clusterRoles, decodeStrict[rbacv1.ClusterRole](t, id, b))
+		case "rbac.authorization.k8s.io/v1 ClusterRoleBinding":
+			out.clusterBindings = append(out.clusterBindings, decodeStrict[rbacv1.ClusterRoleBinding](t, id, b))
+		case "networking.k8s.io/v1 NetworkPolicy":
+			out.networkPolicies = append(out.networkPolicies, decodeStrict[networkingv1.NetworkPolicy](t, id, b))
 		default:
 			t.Errorf("%s: kind %q is not checked by this test; add it", id, gvk)
 		}
@@ -80,12 +96,15 @@ func decodeStrict[T any](t *testing.T, id string, b []byte) T {
 func TestKustomizeBase(t *testing.T) {
 	r := render(t, "deploy/kubernetes")
 	if len(r.namespaces) != 1 || len(r.serviceAccounts) != 1 || len(r.daemonSets) != 1 ||
-		len(r.services) != 1 || len(r.serviceMonitors) != 1 || len(r.prometheusRules) != 1 {
-		t.Fatalf("want one of each object, got %d namespaces, %d service accounts, %d daemonsets, %d services, %d service monitors, %d prometheus rules",
-			len(r.namespaces), len(r.serviceAccounts), len(r.daemonSets), len(r.services), len(r.serviceMonitors), len(r.prometheusRules))
+		len(r.services) != 1 || len(r.serviceMonitors) != 1 || len(r.prometheusRules) != 1 ||
+		len(r.clusterRoles) != 1 || len(r.clusterBindings) != 1 || len(r.networkPolicies) != 1 {
+		t.Fatalf("want one of each object, got %d namespaces, %d service accounts, %d daemonsets, %d services, %d service monitors, %d prometheus rules, %d cluster roles, %d bindings, %d network policies",
+			len(r.namespaces), len(r.serviceAccounts), len(r.daemonSets), len(r.services), len(r.serviceMonitors), len(r.prometheusRules),
+			len(r.clusterRoles), len(r.clusterBindings), len(r.networkPolicies))
 	}
 	ds := r.daemonSets[0]
 	c := checkDaemonSet(t, r, ds)
+	checkResources(t, "base", c, 0)
 
 	// The base grants nothing: every capability dropped, none added, and
 	// no way to gain one through setuid or file capabilities.
@@ -141,15 +160,56 @@ func TestKustomizeOverlayProbesAndSmaps(t *testing.T) {
 	if slices.Contains(c.Args, "--no-collector.process.smaps") {
 		t.Error("overlay: smaps reading still disabled")
 	}
-	// Locked probe memory is charged to the container's memory limit.
+	// Locked probe memory is charged to the container's memory cgroup: on
+	// top of the base's request and limit comes the probes' whole budget.
 	maxBytes := argValue(c.Args, "--probe.max-bytes")
 	if maxBytes == "" {
 		t.Fatal("overlay: set --probe.max-bytes explicitly, so the memory limit can be checked against it")
 	}
 	budget := resource.MustParse(strings.TrimSuffix(maxBytes, "B")) // 16MiB -> 16Mi
-	lim := c.Resources.Limits[corev1.ResourceMemory]
-	if lim.Value() < budget.Value()+64<<20 {
-		t.Errorf("overlay: memory limit %s leaves less than 64 MiB beside --probe.max-bytes %s", lim.String(), maxBytes)
+	checkResources(t, "overlay", c, budget.Value())
+	base := exporterContainer(t, render(t, "deploy/kubernetes").daemonSets[0])
+	for _, kind := range []string{"request", "limit"} {
+		list := map[string]corev1.ResourceList{"request": c.Resources.Requests, "limit": c.Resources.Limits}
+		baseList := map[string]corev1.ResourceList{"request": base.Resources.Requests, "limit": base.Resources.Limits}
+		got, b := list[kind][corev1.ResourceMemory], baseList[kind][corev1.ResourceMemory]
+		if got.Value() < b.Value()+budget.Value() {
+			t.Errorf("overlay: memory %s %s is less than the base's %s plus --probe.max-bytes %s", kind, got.String(), b.String(), maxBytes)
+		}
+	}
+}
+
+// measuredPeakRSS is the largest "exporter peak RSS" of docs/benchmarks.md
+// (make bench: VmHWM of the exporter at 1,000 and 10,000 processes).
+func measuredPeakRSS(t *testing.T) int64 {
+	t.Helper()
+	var peak float64
+	for _, m := range regexp.MustCompile(`\| ([0-9.]+) MiB \|\n`).FindAllSubmatch(readFile(t, "docs/benchmarks.md"), -1) {
+		v, err := strconv.ParseFloat(string(m[1]), 64)
+		if err != nil {
+			t.Fatal(err)
+		}
+		peak = max(peak, v)
+	}
+	if peak == 0 {
+		t.Fatal("docs/benchmarks.md: no exporter peak RSS column found")
+	}
+	return int64(peak * (1 << 20))
+}
+
+// checkResources holds the exporter's memory to measured numbers: the
+// request covers the benchmark's peak RSS plus the probes' budget, and the
+// limit is neither below the request nor far above it (at most 2.5 times),
+// so that the scheduler reserves about what the pod uses.
+func checkResources(t *testing.T, name string, c corev1.Container, probeBudget int64) {
+	t.Helper()
+	req, lim := c.Resources.Requests[corev1.ResourceMemory], c.Resources.Limits[corev1.ResourceMemory]
+	peak := measuredPeakRSS(t) + probeBudget
+	if req.Value() < peak {
+		t.Errorf("%s: memory request %s is below the measured peak %d MiB (docs/benchmarks.md plus the probe budget)", name, req.String(), peak>>20)
+	}
+	if lim.Value() < req.Value() || float64(lim.Value()) > 2.5*float64(req.Value()) {
+		t.Errorf("%s: memory limit %s must be between the request %s and 2.5 times it", name, lim.String(), req.String())
 	}
 }
 
@@ -181,8 +241,17 @@ func checkDaemonSet(t *testing.T, r *rendered, ds appsv1.DaemonSet) corev1.Conta
 	if !spec.HostPID {
 		t.Error("hostPID must be true: pids in labels are the host's")
 	}
-	if spec.HostNetwork || spec.HostIPC {
-		t.Error("hostNetwork and hostIPC are not needed")
+	if spec.HostNetwork {
+		t.Error("hostNetwork is not needed: the proxy listens on the pod IP")
+	}
+	// /proc/sysvipc/shm shows the reader's IPC namespace (issue 9.2).
+	if !spec.HostIPC {
+		t.Error("hostIPC must be true: /proc/sysvipc/shm lists only the reader's IPC namespace's segments")
+	}
+	// system-node-critical is the kubelet's own class (static pods, CNI);
+	// a monitoring agent is a cluster add-on.
+	if spec.PriorityClassName != "system-cluster-critical" {
+		t.Errorf("priorityClassName %q, want system-cluster-critical (as kube-prometheus' node-exporter)", spec.PriorityClassName)
 	}
 	if spec.AutomountServiceAccountToken == nil || *spec.AutomountServiceAccountToken {
 		t.Error("the exporter needs no API token: automountServiceAccountToken must be false")
@@ -206,11 +275,13 @@ func checkDaemonSet(t *testing.T, r *rendered, ds appsv1.DaemonSet) corev1.Conta
 		t.Error("seccompProfile must be RuntimeDefault")
 	}
 
-	if len(spec.Containers) != 1 {
-		t.Fatalf("want one container, got %d", len(spec.Containers))
+	if len(spec.Containers) != 2 {
+		t.Fatalf("want two containers, the exporter and kube-rbac-proxy, got %d", len(spec.Containers))
 	}
-	c := spec.Containers[0]
+	c := exporterContainer(t, ds)
 	checkArgs(t, c.Args)
+	proxy := checkProxy(t, r, ds, c)
+	checkImages(t, r, ds)
 	sc := c.SecurityContext
 	if sc == nil || sc.ReadOnlyRootFilesystem == nil || !*sc.ReadOnlyRootFilesystem {
 		t.Fatal("readOnlyRootFilesystem must be true")
@@ -236,7 +307,7 @@ func checkDaemonSet(t *testing.T, r *rendered, ds appsv1.DaemonSet) corev1.Conta
 		}
 		mounts[vols[m.Name]] = m.MountPath
 	}
-	if len(vols) != 2 || mounts["/proc"] != "/host/proc" || mounts["/sys"] != "/host/sys" {
+	if len(vols) != 2 || len(mounts) != 2 || mounts["/proc"] != "/host/proc" || mounts["/sys"] != "/host/sys" {
 		t.Errorf("want exactly the host's /proc at /host/proc and /sys at /host/sys, got volumes %v mounted %v", vols, mounts)
 	}
 	if argValue(c.Args, "--path.procfs") != "/host/proc" || argValue(c.Args, "--path.sysfs") != "/host/sys" {
@@ -259,15 +330,24 @@ func checkDaemonSet(t *testing.T, r *rendered, ds appsv1.DaemonSet) corev1.Conta
 		}
 	}
 
-	// Service -> pods -> port, and ServiceMonitor -> Service -> port.
+	// Service -> pods -> the proxy's port, and ServiceMonitor -> Service
+	// -> port. The exporter's own container exposes nothing.
+	if len(c.Ports) != 0 {
+		t.Errorf("the exporter's container must expose no port (it listens on loopback): %v", c.Ports)
+	}
 	port := ""
-	for _, p := range c.Ports {
+	for _, p := range proxy.Ports {
 		if p.ContainerPort == 9947 {
 			port = p.Name
 		}
 	}
 	if port == "" {
-		t.Fatal("the container must expose 9947 by name")
+		t.Fatal("the kube-rbac-proxy container must expose 9947 by name")
+	}
+	for _, pr := range []*corev1.Probe{c.LivenessProbe, c.ReadinessProbe} {
+		if pr.HTTPGet.Scheme != corev1.URISchemeHTTPS || pr.HTTPGet.Port.IntValue() != 9947 {
+			t.Errorf("health check %s must go through the proxy: HTTPS to port number 9947 (a name is looked up in the exporter's own ports), got %s %s", pr.HTTPGet.Path, pr.HTTPGet.Scheme, pr.HTTPGet.Port.String())
+		}
 	}
 	svc := r.services[0]
 	if svc.Spec.ClusterIP != corev1.ClusterIPNone {
@@ -284,9 +364,214 @@ func checkDaemonSet(t *testing.T, r *rendered, ds appsv1.DaemonSet) corev1.Conta
 		t.Error("the ServiceMonitor's selector must select the Service")
 	}
 	if len(sm.Spec.Endpoints) != 1 || sm.Spec.Endpoints[0].Port != svc.Spec.Ports[0].Name {
-		t.Error("the ServiceMonitor must scrape the Service's port by name")
+		t.Fatal("the ServiceMonitor must scrape the Service's port by name")
 	}
+	ep := sm.Spec.Endpoints[0]
+	//lint:ignore SA1019 bearerTokenFile is Prometheus' own token file; authorization would need a Secret (servicemonitor.yaml)
+	if ep.Scheme == nil || *ep.Scheme != "https" || ep.BearerTokenFile == "" {
+		t.Error("the ServiceMonitor must scrape over https with Prometheus' token (kube-rbac-proxy authenticates it)")
+	}
+	// The job label comes from the Service's name label: the job matched by
+	// MemlockExporterDown (up{job=~".*memlock.*"}).
+	if sm.Spec.JobLabel != "app.kubernetes.io/name" || !strings.Contains(svc.Labels[sm.Spec.JobLabel], "memlock") {
+		t.Errorf("ServiceMonitor jobLabel %q (Service label value %q): want app.kubernetes.io/name, whose value contains memlock", sm.Spec.JobLabel, svc.Labels[sm.Spec.JobLabel])
+	}
+	checkNetworkPolicy(t, r, ds, port)
+	checkNamespace(t, r, ds)
+	checkLabels(t, r, ds)
 	return c
+}
+
+func exporterContainer(t *testing.T, ds appsv1.DaemonSet) corev1.Container {
+	t.Helper()
+	for _, c := range ds.Spec.Template.Spec.Containers {
+		if c.Name == "memlock-exporter" {
+			return c
+		}
+	}
+	t.Fatal("no container named memlock-exporter")
+	return corev1.Container{}
+}
+
+// checkProxy: kube-rbac-proxy in front of an exporter that listens on the
+// pod's loopback only, passing nothing but the health checks without a
+// token, with the only service account token in the pod.
+func checkProxy(t *testing.T, r *rendered, ds appsv1.DaemonSet, exporter corev1.Container) corev1.Container {
+	t.Helper()
+	var proxy corev1.Container
+	for _, c := range ds.Spec.Template.Spec.Containers {
+		if c.Name == "kube-rbac-proxy" {
+			proxy = c
+		}
+	}
+	if !strings.HasPrefix(proxy.Image, "quay.io/brancz/kube-rbac-proxy:") {
+		t.Fatalf("no kube-rbac-proxy container (quay.io/brancz/kube-rbac-proxy) in the pod")
+	}
+	listen := argValue(exporter.Args, "--web.listen-address")
+	if !strings.HasPrefix(listen, "127.0.0.1:") {
+		t.Errorf("the exporter listens on %q: it must listen on loopback only, behind the proxy", listen)
+	}
+	if up := argValue(proxy.Args, "--upstream"); up != "http://"+listen+"/" {
+		t.Errorf("kube-rbac-proxy --upstream=%s, want http://%s/", up, listen)
+	}
+	if hasArgPrefix(proxy.Args, "--insecure-listen-address") || !hasArgPrefix(proxy.Args, "--secure-listen-address=") {
+		t.Error("kube-rbac-proxy must listen with TLS only (--secure-listen-address)")
+	}
+	// Paths passed without authentication: the health checks, nothing else.
+	if ignored := argValue(proxy.Args, "--ignore-paths"); ignored != "" {
+		for _, p := range strings.Split(ignored, ",") {
+			if p != "/-/healthy" && p != "/-/ready" {
+				t.Errorf("kube-rbac-proxy --ignore-paths passes %q without authentication; only /-/healthy and /-/ready may be", p)
+			}
+		}
+	}
+	if allowed := argValue(proxy.Args, "--allow-paths"); allowed != "" {
+		for _, p := range strings.Split(allowed, ",") {
+			if p != "/metrics" && p != "/-/healthy" && p != "/-/ready" {
+				t.Errorf("kube-rbac-proxy --allow-paths allows %q", p)
+			}
+		}
+	}
+	psc := ds.Spec.Template.Spec.SecurityContext
+	sc := proxy.SecurityContext
+	if sc == nil || sc.AllowPrivilegeEscalation == nil || *sc.AllowPrivilegeEscalation || sc.ReadOnlyRootFilesystem == nil || !*sc.ReadOnlyRootFilesystem ||
+		sc.Capabilities == nil || !slices.Equal(sc.Capabilities.Drop, []corev1.Capability{"ALL"}) || len(sc.Capabilities.Add) != 0 {
+		t.Error("kube-rbac-proxy: want allowPrivilegeEscalation false, a read-only root, every capability dropped and none added")
+	}
+	if sc == nil || sc.RunAsUser == nil || psc.RunAsUser == nil || *sc.RunAsUser == *psc.RunAsUser || *sc.RunAsUser == 0 {
+		t.Error("kube-rbac-proxy must run as a non-root uid other than the exporter's, so the exporter cannot read its token through /proc/<pid>/root")
+	}
+	// The token: projected into the proxy alone.
+	tokenVolumes := map[string]bool{}
+	for _, v := range ds.Spec.Template.Spec.Volumes {
+		if v.Projected != nil && slices.ContainsFunc(v.Projected.Sources, func(s corev1.VolumeProjection) bool { return s.ServiceAccountToken != nil }) {
+			tokenVolumes[v.Name] = true
+		}
+	}
+	mounted := func(c corev1.Container) bool {
+		return slices.ContainsFunc(c.VolumeMounts, func(m corev1.VolumeMount) bool { return tokenVolumes[m.Name] })
+	}
+	if !mounted(proxy) {
+		t.Error("kube-rbac-proxy needs a service account token (TokenReview, SubjectAccessReview): project one into its container")
+	}
+	if mounted(exporter) {
+		t.Error("the exporter's container must not mount the service account token")
+	}
+	// RBAC: exactly what the proxy needs, bound to the pod's account.
+	cr, crb := r.clusterRoles[0], r.clusterBindings[0]
+	var granted []string
+	for _, rule := range cr.Rules {
+		for _, res := range rule.Resources {
+			for _, v := range rule.Verbs {
+				granted = append(granted, strings.Join(rule.APIGroups, ",")+"/"+res+":"+v)
+			}
+		}
+		if len(rule.NonResourceURLs) != 0 {
+			t.Errorf("ClusterRole %s grants non-resource URLs %v", cr.Name, rule.NonResourceURLs)
+		}
+	}
+	slices.Sort(granted)
+	if want := []string{"authentication.k8s.io/tokenreviews:create", "authorization.k8s.io/subjectaccessreviews:create"}; !slices.Equal(granted, want) {
+		t.Errorf("ClusterRole %s grants %v, want exactly %v", cr.Name, granted, want)
+	}
+	if crb.RoleRef.Name != cr.Name || len(crb.Subjects) != 1 || crb.Subjects[0].Kind != "ServiceAccount" ||
+		crb.Subjects[0].Name != ds.Spec.Template.Spec.ServiceAccountName || crb.Subjects[0].Namespace != ds.Namespace {
+		t.Errorf("ClusterRoleBinding %s must bind %s to the DaemonSet's service account only: %+v", crb.Name, cr.Name, crb)
+	}
+	return proxy
+}
+
+// checkImages: every image at a fixed version tag (never :latest, never
+// untagged) pulled IfNotPresent, and the exporter's tag is the version in
+// app.kubernetes.io/version.
+func checkImages(t *testing.T, r *rendered, ds appsv1.DaemonSet) {
+	t.Helper()
+	version := regexp.MustCompile(`^v[0-9]+\.[0-9]+\.[0-9]+$`)
+	for _, c := range ds.Spec.Template.Spec.Containers {
+		name, tag, ok := strings.Cut(c.Image[strings.LastIndex(c.Image, "/")+1:], ":")
+		if !ok || !version.MatchString(tag) {
+			t.Errorf("container %s: image %q must carry a version tag vX.Y.Z, not :latest or none", c.Name, c.Image)
+			continue
+		}
+		if c.ImagePullPolicy != corev1.PullIfNotPresent {
+			t.Errorf("container %s: imagePullPolicy %q, want IfNotPresent for a fixed tag", c.Name, c.ImagePullPolicy)
+		}
+		if name == "memlock_exporter" {
+			if v := ds.Spec.Template.Labels["app.kubernetes.io/version"]; "v"+v != tag {
+				t.Errorf("pod label app.kubernetes.io/version %q does not match the image tag %q", v, tag)
+			}
+		}
+	}
+}
+
+// checkNetworkPolicy: the pods admit connections to the proxy's port from
+// Prometheus pods only.
+func checkNetworkPolicy(t *testing.T, r *rendered, ds appsv1.DaemonSet, port string) {
+	t.Helper()
+	np := r.networkPolicies[0]
+	if np.Namespace != ds.Namespace || !selects(np.Spec.PodSelector.MatchLabels, ds.Spec.Template.Labels) {
+		t.Errorf("NetworkPolicy %s must select the DaemonSet's pods", np.Name)
+	}
+	if !slices.Contains(np.Spec.PolicyTypes, networkingv1.PolicyTypeIngress) {
+		t.Errorf("NetworkPolicy %s must restrict Ingress", np.Name)
+	}
+	if len(np.Spec.Ingress) == 0 {
+		t.Fatalf("NetworkPolicy %s admits nothing, not even Prometheus", np.Name)
+	}
+	for _, rule := range np.Spec.Ingress {
+		if len(rule.From) == 0 {
+			t.Errorf("NetworkPolicy %s: an ingress rule without from admits every pod", np.Name)
+		}
+		for _, from := range rule.From {
+			if from.IPBlock != nil || from.PodSelector == nil || from.PodSelector.MatchLabels["app.kubernetes.io/name"] != "prometheus" {
+				t.Errorf("NetworkPolicy %s admits %+v; want Prometheus pods (app.kubernetes.io/name: prometheus) only", np.Name, from)
+			}
+		}
+		if len(rule.Ports) != 1 || rule.Ports[0].Port == nil || rule.Ports[0].Port.String() != port {
+			t.Errorf("NetworkPolicy %s must open the proxy's port %q only", np.Name, port)
+		}
+	}
+}
+
+// checkNamespace: the Pod Security level the pod needs. hostPID, hostIPC,
+// hostPath volumes, added capabilities outside baseline's list and
+// privilege escalation all need "privileged"; the namespace must say so
+// for enforce, warn and audit (or every apply warns).
+func checkNamespace(t *testing.T, r *rendered, ds appsv1.DaemonSet) {
+	t.Helper()
+	spec := ds.Spec.Template.Spec
+	need := "baseline"
+	if spec.HostPID || spec.HostIPC || spec.HostNetwork || slices.ContainsFunc(spec.Volumes, func(v corev1.Volume) bool { return v.HostPath != nil }) {
+		need = "privileged"
+	}
+	ns := r.namespaces[0]
+	for _, mode := range []string{"enforce", "warn", "audit"} {
+		if got := ns.Labels["pod-security.kubernetes.io/"+mode]; got != need {
+			t.Errorf("namespace %s: pod-security.kubernetes.io/%s=%q, the pod needs %q", ns.Name, mode, got, need)
+		}
+	}
+}
+
+// checkLabels: the recommended labels on every object and the pod.
+func checkLabels(t *testing.T, r *rendered, ds appsv1.DaemonSet) {
+	t.Helper()
+	want := []string{"app.kubernetes.io/name", "app.kubernetes.io/part-of", "app.kubernetes.io/component", "app.kubernetes.io/version"}
+	check := func(id string, labels map[string]string) {
+		for _, k := range want {
+			if labels[k] == "" {
+				t.Errorf("%s: no label %s", id, k)
+			}
+		}
+	}
+	for id, l := range r.labels {
+		check(id, l)
+	}
+	check("pod template", ds.Spec.Template.Labels)
+	for k := range ds.Spec.Selector.MatchLabels {
+		if k == "app.kubernetes.io/version" {
+			t.Error("the DaemonSet's selector is immutable: app.kubernetes.io/version must stay out of it")
+		}
+	}
 }
 
 func selects(selector, labels map[string]string) bool {

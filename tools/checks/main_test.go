@@ -1,8 +1,10 @@
 // Package checks holds the tests of what ships beside the exporter: the
 // kustomize manifests, the Prometheus rules, the Grafana dashboards, the
-// Dockerfile and the systemd unit. They live in the tools module because
-// their dependencies (k8s.io/api, prometheus-operator, the PromQL parser,
-// kustomize, buildkit) are far heavier than the exporter's own.
+// Dockerfile and the systemd unit, and (make test-apiserver only) a
+// server-side dry-run of the manifests against a real kube-apiserver. They
+// live in the tools module because their dependencies (k8s.io/api,
+// prometheus-operator, the PromQL parser, kustomize, buildkit) are far
+// heavier than the exporter's own.
 package checks
 
 import (

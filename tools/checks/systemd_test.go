@@ -13,10 +13,17 @@ import (
 	"testing"
 )
 
-const unitPath = "deploy/systemd/memlock_exporter.service"
+const (
+	unitPath   = "deploy/systemd/memlock_exporter.service"
+	dropInPath = "deploy/systemd/probes.conf"
+)
 
 // parseUnit reads a systemd unit: section -> key -> values, in order.
 func parseUnit(t *testing.T, b []byte) map[string]map[string][]string {
+	return parseUnitFile(t, unitPath, b)
+}
+
+func parseUnitFile(t *testing.T, unitPath string, b []byte) map[string]map[string][]string {
 	t.Helper()
 	u := map[string]map[string][]string{}
 	section := ""
@@ -65,10 +72,24 @@ func TestSystemdUnit(t *testing.T) {
 		slices.Sort(f)
 		return f
 	}
+	// CAP_IPC_LOCK only comes with the probes, in the drop-in
+	// (TestSystemdProbesDropIn): probes are off by default.
 	for _, k := range []string{"CapabilityBoundingSet", "AmbientCapabilities"} {
-		if got := caps(k); !slices.Equal(got, []string{"CAP_IPC_LOCK", "CAP_SYS_PTRACE"}) {
-			t.Errorf("[Service] %s=%v, want exactly CAP_IPC_LOCK CAP_SYS_PTRACE", k, got)
+		if got := caps(k); !slices.Equal(got, []string{"CAP_SYS_PTRACE"}) {
+			t.Errorf("[Service] %s=%v, want exactly CAP_SYS_PTRACE", k, got)
 		}
+	}
+	if len(s["LimitMEMLOCK"]) != 0 {
+		t.Error("[Service] LimitMEMLOCK is the probes' budget: it belongs in the drop-in")
+	}
+	// Localhost by default: no authentication on the listener.
+	execStart := one("ExecStart")
+	if !strings.Contains(execStart, "--web.listen-address=${MEMLOCK_EXPORTER_LISTEN}") ||
+		!slices.Contains(s["Environment"], "MEMLOCK_EXPORTER_LISTEN=127.0.0.1:9947") {
+		t.Errorf("the unit must listen on 127.0.0.1:9947 unless told otherwise: ExecStart=%s Environment=%v", execStart, s["Environment"])
+	}
+	if !strings.Contains(execStart, "$MEMLOCK_EXPORTER_PROBE_ARGS") || hasArgPrefix(strings.Fields(execStart), "--probe.") {
+		t.Errorf("probes must be off in the base unit and come from the drop-in's MEMLOCK_EXPORTER_PROBE_ARGS: ExecStart=%s", execStart)
 	}
 	fams := strings.Fields(one("RestrictAddressFamilies"))
 	slices.Sort(fams)
@@ -87,11 +108,41 @@ func TestSystemdUnit(t *testing.T) {
 			t.Errorf("[Service] %s=%s hides what the exporter must read or serve", k, bad)
 		}
 	}
-	if exe := strings.Fields(one("ExecStart")); len(exe) == 0 || filepath.Base(exe[0]) != "memlock_exporter" {
+	if exe := strings.Fields(execStart); len(exe) == 0 || filepath.Base(exe[0]) != "memlock_exporter" {
 		t.Errorf("ExecStart %v does not start memlock_exporter", exe)
 	}
 	if len(u["Install"]["WantedBy"]) == 0 {
 		t.Error("[Install] WantedBy is missing: systemctl enable would do nothing")
+	}
+}
+
+// TestSystemdProbesDropIn: the probes drop-in adds CAP_IPC_LOCK (and
+// nothing else) and turns the probes on.
+func TestSystemdProbesDropIn(t *testing.T) {
+	d := parseUnitFile(t, dropInPath, readFile(t, dropInPath))
+	s := d["Service"]
+	if len(d) != 1 || s == nil {
+		t.Fatalf("%s: want a [Service] section only", dropInPath)
+	}
+	for _, k := range []string{"CapabilityBoundingSet", "AmbientCapabilities"} {
+		if !slices.Equal(s[k], []string{"CAP_IPC_LOCK"}) {
+			t.Errorf("%s: %s=%v, want CAP_IPC_LOCK (added to the unit's list)", dropInPath, k, s[k])
+		}
+	}
+	var probeArgs []string
+	for _, e := range s["Environment"] {
+		if v, ok := strings.CutPrefix(strings.Trim(e, `"`), "MEMLOCK_EXPORTER_PROBE_ARGS="); ok {
+			probeArgs = strings.Fields(v)
+		}
+	}
+	if !slices.Contains(probeArgs, "--probe.enable") {
+		t.Errorf("%s: MEMLOCK_EXPORTER_PROBE_ARGS must hold --probe.enable: %v", dropInPath, probeArgs)
+	}
+	checkArgs(t, probeArgs)
+	for _, k := range []string{"ExecStart", "NoNewPrivileges", "DynamicUser", "SystemCallFilter"} {
+		if len(s[k]) != 0 {
+			t.Errorf("%s: sets %s; the drop-in adds the capability and the flags only", dropInPath, k)
+		}
 	}
 }
 
@@ -119,6 +170,18 @@ func TestSystemdAnalyze(t *testing.T) {
 	out, err := exec.Command(sa, "verify", path).CombinedOutput()
 	if err != nil || len(bytes.TrimSpace(out)) > 0 {
 		t.Errorf("systemd-analyze verify: %v\n%s", err, out)
+	}
+	// And with the probes drop-in, found through the unit path.
+	if err := os.MkdirAll(filepath.Join(dir, "memlock_exporter.service.d"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "memlock_exporter.service.d", "probes.conf"), readFile(t, dropInPath), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(sa, "verify", path)
+	cmd.Env = append(os.Environ(), "SYSTEMD_UNIT_PATH="+dir+":")
+	if out, err := cmd.CombinedOutput(); err != nil || len(bytes.TrimSpace(out)) > 0 {
+		t.Errorf("systemd-analyze verify with probes.conf: %v\n%s", err, out)
 	}
 	out, err = exec.Command(sa, "security", "--offline=yes", "--no-pager", path).CombinedOutput()
 	if err != nil {
