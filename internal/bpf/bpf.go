@@ -69,6 +69,9 @@ type Module struct {
 	iter *link.Iter
 
 	pageSize uint64
+	// readSize caps one read(2) of the iterator (0: the whole buffer);
+	// tests set it to cut records across reads.
+	readSize int
 	buf      []byte
 	snap     Snapshot
 	byTGID   map[int32]int
@@ -175,7 +178,11 @@ func (m *Module) read(ctx context.Context) error {
 		if len(m.buf) == cap(m.buf) {
 			m.buf = append(m.buf, 0)[:len(m.buf)]
 		}
-		n, err := r.Read(m.buf[len(m.buf):cap(m.buf)])
+		dst := m.buf[len(m.buf):cap(m.buf)]
+		if m.readSize > 0 && len(dst) > m.readSize {
+			dst = dst[:m.readSize]
+		}
+		n, err := r.Read(dst)
 		m.buf = m.buf[:len(m.buf)+n]
 		if errors.Is(err, io.EOF) || (err == nil && n == 0) {
 			return nil
