@@ -137,4 +137,3 @@ func statState(b []byte) byte {
 	}
 	return 0
 }
-
