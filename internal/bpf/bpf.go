@@ -82,9 +82,14 @@ type Module struct {
 // Open loads the task iterator and attaches it. It is meant to be called
 // once, at start; Close releases the kernel objects.
 func Open() (*Module, error) {
-	kspec, err := btf.LoadKernelSpec()
-	if err != nil {
-		return nil, &OpenError{Reason: ErrNoBTF, Err: err}
+	return open(btf.LoadKernelSpec())
+}
+
+// open loads against the given kernel BTF (or reports kerr, the reason
+// there is none); tests pass specs of kernels this machine is not.
+func open(kspec *btf.Spec, kerr error) (*Module, error) {
+	if kerr != nil {
+		return nil, &OpenError{Reason: ErrNoBTF, Err: kerr}
 	}
 	spec, err := loadTask()
 	if err != nil {
@@ -113,13 +118,12 @@ func classify(err error) error {
 	switch {
 	case errors.Is(err, unix.EPERM), errors.Is(err, unix.EACCES):
 		return &OpenError{Reason: ErrPermission, Err: err}
-	case errors.Is(err, btf.ErrNotSupported):
-		return &OpenError{Reason: ErrNoBTF, Err: err}
 	case errors.Is(err, btf.ErrNotFound), errors.Is(err, ebpf.ErrNotSupported),
 		errors.Is(err, unix.EINVAL), errors.Is(err, unix.ENOENT):
-		// cilium/ebpf reports a missing attach target (bpf_iter_task) or
-		// a relocation it cannot resolve as not found; an older kernel
-		// rejects the program type or attach type with EINVAL.
+		// cilium/ebpf reports a missing attach target (bpf_iter_task in
+		// the kernel's BTF) as ErrNotSupported and a type it cannot find
+		// as not found; an older kernel rejects the program or attach
+		// type with EINVAL. (No BTF at all was caught before loading.)
 		return &OpenError{Reason: ErrNoTaskIter, Err: err}
 	}
 	return &OpenError{Err: err}
