@@ -1,6 +1,7 @@
 package bpf
 
 import (
+	"context"
 	"encoding/binary"
 	"os"
 	"strconv"
@@ -156,4 +157,32 @@ func TestManyTasksAcrossReads(t *testing.T) {
 		}
 	}
 	m.readSize = 0
+}
+
+// TestTasksAllocationsFlat: a pass allocates the same with 300 more
+// processes as without them: records decode into reused slices, nothing per
+// task.
+func TestTasksAllocationsFlat(t *testing.T) {
+	m := openModule(t)
+	ctx := context.Background()
+	pass := func() {
+		if _, err := m.Tasks(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	kids := make([]*child, 300)
+	for i := range kids {
+		kids[i] = startChild(t, childOpts{uid: -1}, "lock", 0)
+		kids[i].expect("ready")
+	}
+	pass() // grow the buffer, slices and maps to the larger set
+	many := testing.AllocsPerRun(20, pass)
+	for _, c := range kids {
+		c.kill()
+	}
+	few := testing.AllocsPerRun(20, pass)
+	if many > few {
+		t.Errorf("%.0f allocations a pass with 300 more processes, %.0f without", many, few)
+	}
+	t.Logf("%.0f allocations a pass", few)
 }
