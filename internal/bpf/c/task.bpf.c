@@ -83,29 +83,30 @@ static __always_inline void read_cred(struct task_record *r, const struct cred *
 		r->flags |= REC_READ_ERROR;
 		return;
 	}
-	if (bpf_core_read(&r->uid, sizeof(r->uid), &cred->uid) ||
-	    bpf_core_read(&r->cap_effective, sizeof(r->cap_effective), &cred->cap_effective))
-		r->flags |= REC_READ_ERROR;
+	/* Direct loads through BTF pointers: the verifier turns them into
+	 * fault-safe loads (a fault reads 0), far cheaper than a
+	 * bpf_probe_read_kernel call each. */
+	r->uid = cred->uid.val;
+	r->cap_effective = cred->cap_effective.val;
 
-	ns = BPF_CORE_READ(cred, user_ns);
-	if (ns && !bpf_core_read(&r->user_ns_inum, sizeof(r->user_ns_inum), &ns->ns.inum)) {
+	ns = cred->user_ns;
+	if (ns) {
+		r->user_ns_inum = ns->ns.inum;
 		if (r->user_ns_inum == PROC_USER_INIT_INO)
 			r->flags |= REC_INIT_USERNS;
 	} else {
 		r->flags |= REC_READ_ERROR;
 	}
 
-	user = BPF_CORE_READ(cred, user);
+	user = cred->user;
 	r->user = (__u64)(unsigned long)user;
 	if (user && bpf_core_field_exists(struct user_struct, locked_vm)) {
-		if (bpf_core_read(&r->user_locked_vm, sizeof(r->user_locked_vm), &user->locked_vm))
-			r->flags |= REC_READ_ERROR;
-		else
-			r->flags |= REC_USER_LOCKED_VM;
+		r->user_locked_vm = user->locked_vm.counter;
+		r->flags |= REC_USER_LOCKED_VM;
 	}
 
 	if (bpf_core_field_exists(struct cred, ucounts)) {
-		uc = BPF_CORE_READ(cred, ucounts);
+		uc = cred->ucounts;
 		r->ucounts = (__u64)(unsigned long)uc;
 		off = ucounts_memlock_offset();
 		if (uc && off >= 0) {
@@ -116,19 +117,17 @@ static __always_inline void read_cred(struct task_record *r, const struct cred *
 				r->flags |= REC_UCOUNTS_MEMLOCK;
 		}
 		if (uc) {
-			bpf_core_read(&r->ucounts_uid, sizeof(r->ucounts_uid), &uc->uid);
-			ns = BPF_CORE_READ(uc, ns);
+			r->ucounts_uid = uc->uid.val;
+			ns = uc->ns;
 			if (ns)
-				bpf_core_read(&r->ucounts_ns_inum, sizeof(r->ucounts_ns_inum),
-					      &ns->ns.inum);
+				r->ucounts_ns_inum = ns->ns.inum;
 		}
 	} else if (user && bpf_core_field_exists(struct user_struct___old, locked_shm)) {
 		/* Before ucounts, SHM_LOCK charged the per-uid user_struct. */
 		r->ucounts = r->user;
 		r->ucounts_uid = r->uid;
-		if (!bpf_core_read(&r->ucounts_memlock, sizeof(r->ucounts_memlock),
-				   &((struct user_struct___old *)user)->locked_shm))
-			r->flags |= REC_LOCKED_SHM;
+		r->ucounts_memlock = ((struct user_struct___old *)user)->locked_shm;
+		r->flags |= REC_LOCKED_SHM;
 	}
 }
 
@@ -153,48 +152,50 @@ int memlock_tasks(struct bpf_iter__task *ctx)
 	if (!task)
 		return 0;
 
-	leader = BPF_CORE_READ(task, group_leader);
-	mm = BPF_CORE_READ(task, mm);
+	leader = task->group_leader;
+	mm = task->mm;
 	if (leader == task) {
 		r.flags |= REC_LEADER;
 	} else {
 		/* A thread speaks only for a leader that has lost its mm. */
-		if (!mm || BPF_CORE_READ(leader, mm))
+		if (!mm || !leader || leader->mm)
 			return 0;
 		r.flags |= REC_THREAD;
 	}
 
-	r.tgid = BPF_CORE_READ(task, tgid);
-	r.tid = BPF_CORE_READ(task, pid);
-	BPF_CORE_READ_INTO(&r.comm, task, comm);
-	if (BPF_CORE_READ(task, flags) & PF_KTHREAD)
+	r.tgid = task->tgid;
+	r.tid = task->pid;
+	__builtin_memcpy(r.comm, task->comm, sizeof(r.comm));
+	if (task->flags & PF_KTHREAD)
 		r.flags |= REC_KTHREAD;
-	if (BPF_CORE_READ(task, exit_state))
+	if (task->exit_state)
 		r.flags |= REC_EXITED;
 
 	if (mm) {
 		r.flags |= REC_MM;
-		if (bpf_core_read(&r.locked_vm, sizeof(r.locked_vm), &mm->locked_vm))
-			r.flags |= REC_READ_ERROR;
+		r.locked_vm = mm->locked_vm;
 		if (bpf_core_field_exists(struct mm_struct, pinned_vm)) {
-			if (bpf_core_read(&r.pinned_vm, sizeof(r.pinned_vm), &mm->pinned_vm))
-				r.flags |= REC_READ_ERROR;
-			else
-				r.flags |= REC_PINNED_VM;
+			r.pinned_vm = mm->pinned_vm.counter;
+			r.flags |= REC_PINNED_VM;
 		}
 	}
 
-	sig = BPF_CORE_READ(task, signal);
-	if (!sig || bpf_core_read(&r.rlim_cur, sizeof(r.rlim_cur), &sig->rlim[RLIMIT_MEMLOCK].rlim_cur) ||
-	    bpf_core_read(&r.rlim_max, sizeof(r.rlim_max), &sig->rlim[RLIMIT_MEMLOCK].rlim_max))
+	sig = task->signal;
+	if (sig) {
+		r.rlim_cur = sig->rlim[RLIMIT_MEMLOCK].rlim_cur;
+		r.rlim_max = sig->rlim[RLIMIT_MEMLOCK].rlim_max;
+	} else {
 		r.flags |= REC_READ_ERROR;
+	}
 
-	read_cred(&r, BPF_CORE_READ(task, cred));
+	read_cred(&r, task->cred);
 
 	if (bpf_core_field_exists(struct task_struct, cgroups)) {
-		cgroups = BPF_CORE_READ(task, cgroups);
-		if (cgroups && !BPF_CORE_READ_INTO(&r.cgroup_id, cgroups, dfl_cgrp, kn, id))
+		cgroups = task->cgroups;
+		if (cgroups && cgroups->dfl_cgrp && cgroups->dfl_cgrp->kn) {
+			r.cgroup_id = cgroups->dfl_cgrp->kn->id;
 			r.flags |= REC_CGROUP;
+		}
 	}
 
 	emit(seq, &r);
