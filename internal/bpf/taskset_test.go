@@ -8,6 +8,7 @@ import (
 	"testing"
 	"unsafe"
 
+	"github.com/memlock-exporter/memlock_exporter/internal/linux"
 	"golang.org/x/sys/unix"
 )
 
@@ -59,7 +60,9 @@ func tidIterSees(t testing.TB, m *Module, tid int) bool {
 	return n >= recordSize
 }
 
-// TestTaskSetMatchesProc: every pid /proc lists before and after a pass
+// TestTaskSetMatchesProc: for every process of the host whose /proc status
+// and limits read the same before and after the pass, the iterator's uid,
+// CapEff, limits, VmLck and VmPin equal them. Every pid /proc lists before and after a pass
 // (alive throughout) is in it, once; every pid in it is in /proc, or gone by
 // the end (born and dead during the pass). A pid the kernel withholds from
 // every BPF task iterator (also the tid-filtered one) is reported, not
@@ -67,8 +70,32 @@ func tidIterSees(t testing.TB, m *Module, tid int) bool {
 func TestTaskSetMatchesProc(t *testing.T) {
 	m := openModule(t)
 	before := procPIDs(t)
+	viewBefore := procView(before)
 	s := snapshot(t, m)
+	viewAfter := procView(before)
 	after := procPIDs(t)
+	compared := 0
+	for i := range s.Tasks {
+		task := &s.Tasks[i]
+		v0, ok0 := viewBefore[int(task.PID)]
+		v1, ok1 := viewAfter[int(task.PID)]
+		if !ok0 || !ok1 || v0 != v1 {
+			continue // gone, unreadable or changed during the pass
+		}
+		compared++
+		got := procFields{uid: task.UID, capEff: task.CapEffective, soft: task.MemlockSoft, hard: task.MemlockHard, hasMM: task.Flags&FlagMM != 0, locked: task.LockedBytes, pinned: task.PinnedBytes}
+		if task.Flags&FlagThread != 0 {
+			// /proc/<pid>/status of an exited leader has no Vm lines.
+			got.hasMM, got.locked, got.pinned = false, 0, 0
+		}
+		if got != v0 {
+			t.Errorf("pid %d (%s): iterator %+v, /proc %+v", task.PID, task.Comm(), got, v0)
+		}
+	}
+	if compared < len(s.Tasks)/2 {
+		t.Errorf("compared %d of %d tasks", compared, len(s.Tasks))
+	}
+	t.Logf("fields of %d of %d tasks compared with /proc", compared, len(s.Tasks))
 	seen := map[int]int{}
 	for i := range s.Tasks {
 		seen[int(s.Tasks[i].PID)]++
@@ -185,4 +212,39 @@ func TestTasksAllocationsFlat(t *testing.T) {
 		t.Errorf("%.0f allocations a pass with 300 more processes, %.0f without", many, few)
 	}
 	t.Logf("%.0f allocations a pass", few)
+}
+
+// procFields is what /proc says of a process, for comparison.
+type procFields struct {
+	uid            uint32
+	capEff         uint64
+	soft, hard     uint64
+	hasMM          bool
+	locked, pinned uint64
+}
+
+// procView reads status and limits of every pid; an unreadable one is left
+// out (it exited).
+func procView(pids map[int]bool) map[int]procFields {
+	view := map[int]procFields{}
+	for pid := range pids {
+		b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/status")
+		if err != nil {
+			continue
+		}
+		var st linux.Status
+		if linux.ParseStatus(b, &st) != nil {
+			continue
+		}
+		lb, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/limits")
+		if err != nil {
+			continue
+		}
+		lim, err := linux.ParseMemlockLimit(lb)
+		if err != nil {
+			continue
+		}
+		view[pid] = procFields{uid: st.UID, capEff: st.CapEff, soft: lim.Soft, hard: lim.Hard, hasMM: st.HasMM, locked: st.Locked, pinned: st.Pinned}
+	}
+	return view
 }
