@@ -67,6 +67,7 @@ type Module struct {
 	mu   sync.Mutex
 	objs taskObjects
 	iter *link.Iter
+	fail *failureProbes // nil until AttachFailures
 
 	pageSize uint64
 	// readSize caps one read(2) of the iterator (0: the whole buffer);
@@ -134,6 +135,10 @@ func (m *Module) Close() error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	var errs []error
+	if m.fail != nil {
+		errs = append(errs, m.fail.close())
+		m.fail = nil
+	}
 	if m.iter != nil {
 		errs = append(errs, m.iter.Close())
 		m.iter = nil

@@ -26,6 +26,20 @@ enum { false = 0, true = 1 };
 
 typedef int pid_t;
 
+/* UAPI constants (include/uapi/linux/bpf.h): fixed values, no CO-RE. */
+enum bpf_map_type {
+	BPF_MAP_TYPE_HASH = 1,
+	BPF_MAP_TYPE_ARRAY = 2,
+	BPF_MAP_TYPE_PERCPU_ARRAY = 6,
+	BPF_MAP_TYPE_LRU_HASH = 9,
+};
+
+enum {
+	BPF_ANY = 0,
+	BPF_NOEXIST = 1,
+	BPF_EXIST = 2,
+};
+
 typedef struct {
 	__s64 counter;
 } atomic64_t;

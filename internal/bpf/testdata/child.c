@@ -8,6 +8,7 @@
  *   child uring BYTES         io_uring_setup; on "next": register one BYTES buffer
  *   child perf PAGES          perf_event_open (software); on "next": mmap 1+PAGES pages
  *   child shmlock SHMID       on "next": shmctl(SHMID, SHM_LOCK)
+ *   child mlock BYTES         on "next": mlock one page, then BYTES more
  *
  * CHILD_MEMLOCK="SOFT HARD" in the environment sets RLIMIT_MEMLOCK first.
  *
@@ -165,6 +166,16 @@ int main(int argc, char **argv)
 		if (wait_line())
 			return 0;
 		if (mmap(NULL, (1 + arg) * page, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0) == MAP_FAILED) {
+			fail();
+			wait_eof();
+			return 1;
+		}
+		say("ready\n");
+	} else if (!strcmp(argv[1], "mlock")) {
+		say("setup\n");
+		if (wait_line())
+			return 0;
+		if (!lock_bytes(page) || !lock_bytes(arg)) {
 			fail();
 			wait_eof();
 			return 1;

@@ -1,0 +1,87 @@
+package bpf
+
+import (
+	"errors"
+	"runtime"
+	"testing"
+
+	"golang.org/x/sys/unix"
+)
+
+// attachFailures attaches the tracepoint programs from a thread with a
+// private mount namespace where tracefs is mounted, if the host has none at
+// /sys/kernel/tracing: attaching reads each tracepoint's id from tracefs.
+func attachFailures(t *testing.T, m *Module) {
+	t.Helper()
+	errc := make(chan error)
+	go func() {
+		runtime.LockOSThread() // never unlocked: the thread leaves with the goroutine
+		var st unix.Statfs_t
+		if unix.Statfs("/sys/kernel/tracing", &st) != nil || st.Type != unix.TRACEFS_MAGIC {
+			if err := unix.Unshare(unix.CLONE_NEWNS); err != nil {
+				errc <- err
+				return
+			}
+			if err := unix.Mount("", "/", "", unix.MS_REC|unix.MS_PRIVATE, ""); err != nil {
+				errc <- err
+				return
+			}
+			if err := unix.Mount("nodev", "/sys/kernel/tracing", "tracefs", 0, ""); err != nil {
+				errc <- err
+				return
+			}
+		}
+		errc <- m.AttachFailures()
+	}()
+	if err := <-errc; err != nil {
+		if errors.Is(err, ErrPermission) || errors.Is(err, unix.EPERM) {
+			t.Skipf("cannot attach tracepoints here: %v", err)
+		}
+		t.Fatal(err)
+	}
+}
+
+// TestFailedMlockCountedOnce: an unprivileged child (fresh uid, no
+// capabilities, RLIMIT_MEMLOCK 64 KiB) locks a page, then asks for 1 MiB
+// more: the failure is counted exactly once, as mlock ENOMEM of that
+// process with those bytes, uid and comm, and the success is counted.
+func TestFailedMlockCountedOnce(t *testing.T) {
+	requireRoot(t)
+	m := openModule(t)
+	attachFailures(t, m)
+	var before FailureCounts
+	if err := m.Failures(&before); err != nil {
+		t.Fatal(err)
+	}
+	uid := freshUID(t)
+	const asked = 1 << 20
+	c := startChild(t, childOpts{uid: uid, memlock: &[2]uint64{64 << 10, 64 << 10}}, "mlock", asked)
+	if _, err := c.stdin.Write([]byte("\n")); err != nil {
+		t.Fatal(err)
+	}
+	c.expect("error 12") // ENOMEM, as the child saw it
+	var after FailureCounts
+	if err := m.Failures(&after); err != nil {
+		t.Fatal(err)
+	}
+	var mine []Failure
+	for _, f := range after.Failures {
+		if int(f.PID) == c.pid {
+			mine = append(mine, f)
+		}
+	}
+	if len(mine) != 1 {
+		t.Fatalf("child %d has %d failure entries: %+v", c.pid, len(mine), mine)
+	}
+	f := mine[0]
+	if f.Syscall != SyscallMlock || f.Errno != unix.ENOMEM || f.Count != 1 || f.LastBytes != asked ||
+		f.UID != uint32(uid) || f.Comm() != "child" || f.LastBootNS == 0 {
+		t.Errorf("failure %+v (%s, %v, comm %q): want mlock ENOMEM once, %d bytes, uid %d", f, f.Syscall, f.Errno, f.Comm(), asked, uid)
+	}
+	if got := after.Successes[SyscallMlock] - before.Successes[SyscallMlock]; got < 1 {
+		t.Errorf("mlock successes rose by %d, the child's first mlock succeeded", got)
+	}
+	if after.DroppedCalls != before.DroppedCalls || after.DroppedFailures != before.DroppedFailures {
+		t.Errorf("dropped %d/%d -> %d/%d", before.DroppedCalls, before.DroppedFailures, after.DroppedCalls, after.DroppedFailures)
+	}
+}
