@@ -3,6 +3,7 @@ package bpf
 import (
 	"errors"
 	"runtime"
+	"strconv"
 	"testing"
 
 	"golang.org/x/sys/unix"
@@ -83,5 +84,80 @@ func TestFailedMlockCountedOnce(t *testing.T) {
 	}
 	if after.DroppedCalls != before.DroppedCalls || after.DroppedFailures != before.DroppedFailures {
 		t.Errorf("dropped %d/%d -> %d/%d", before.DroppedCalls, before.DroppedFailures, after.DroppedCalls, after.DroppedFailures)
+	}
+}
+
+// TestFailuresByCall: each lock call an unprivileged child (fresh uid, no
+// capabilities) makes over its limit is counted once, with the syscall and
+// errno the child saw and the bytes it asked for; a storm of 100,000 failing
+// mlocks of one process is one entry counting all of them.
+func TestFailuresByCall(t *testing.T) {
+	requireRoot(t)
+	m := openModule(t)
+	attachFailures(t, m)
+	const mib = 1 << 20
+	small := &[2]uint64{64 << 10, 64 << 10}
+	for _, tc := range []struct {
+		kind    string
+		arg     uint64
+		limit   *[2]uint64
+		syscall Syscall
+		errno   unix.Errno
+		bytes   uint64
+		count   uint64
+	}{
+		{"mlock2", mib, small, SyscallMlock2, unix.ENOMEM, mib, 1},
+		{"mlockall", 0, small, SyscallMlockall, unix.ENOMEM, 0, 1},
+		{"mmap", mib, small, SyscallMmap, unix.EAGAIN, mib, 1},
+		{"shm", 0, &[2]uint64{0, 0}, SyscallShmctl, unix.EPERM, 0, 1},
+		{"uring", mib, small, SyscallIOURingRegister, unix.ENOMEM, 0, 1},
+		{"storm", 100000, small, SyscallMlock, unix.ENOMEM, mib, 100000},
+	} {
+		t.Run(tc.kind, func(t *testing.T) {
+			uid := freshUID(t)
+			arg := tc.arg
+			if tc.kind == "shm" {
+				id, err := unix.SysvShmGet(unix.IPC_PRIVATE, mib, unix.IPC_CREAT|0o600)
+				if err != nil {
+					t.Skipf("shmget: %v", err)
+				}
+				t.Cleanup(func() { _, _ = unix.SysvShmCtl(id, unix.IPC_RMID, nil) })
+				var ds unix.SysvShmDesc
+				if _, err := unix.SysvShmCtl(id, unix.IPC_STAT, &ds); err != nil {
+					t.Fatal(err)
+				}
+				ds.Perm.Uid, ds.Perm.Gid = uint32(uid), uint32(uid)
+				if _, err := unix.SysvShmCtl(id, unix.IPC_SET, &ds); err != nil {
+					t.Fatal(err)
+				}
+				arg = uint64(id)
+			}
+			c := startChild(t, childOpts{uid: uid, memlock: tc.limit}, "fail-"+tc.kind, arg)
+			if _, err := c.stdin.Write([]byte("\n")); err != nil {
+				t.Fatal(err)
+			}
+			c.expect("error " + strconv.Itoa(int(tc.errno)))
+			var fc FailureCounts
+			if err := m.Failures(&fc); err != nil {
+				t.Fatal(err)
+			}
+			var mine []Failure
+			for _, f := range fc.Failures {
+				if int(f.PID) == c.pid {
+					mine = append(mine, f)
+				}
+			}
+			if len(mine) != 1 {
+				t.Fatalf("child %d has %d failure entries: %+v", c.pid, len(mine), mine)
+			}
+			f := mine[0]
+			if f.Syscall != tc.syscall || f.Errno != tc.errno || f.Count != tc.count || f.LastBytes != tc.bytes || f.UID != uint32(uid) {
+				t.Errorf("got %s %v x%d, %d bytes, uid %d; want %s %v x%d, %d bytes, uid %d",
+					f.Syscall, f.Errno, f.Count, f.LastBytes, f.UID, tc.syscall, tc.errno, tc.count, tc.bytes, uid)
+			}
+			if fc.DroppedCalls != 0 || fc.DroppedFailures != 0 {
+				t.Errorf("dropped calls %d, failures %d", fc.DroppedCalls, fc.DroppedFailures)
+			}
+		})
 	}
 }

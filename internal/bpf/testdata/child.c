@@ -9,6 +9,10 @@
  *   child perf PAGES          perf_event_open (software); on "next": mmap 1+PAGES pages
  *   child shmlock SHMID       on "next": shmctl(SHMID, SHM_LOCK)
  *   child mlock BYTES         on "next": mlock one page, then BYTES more
+ *   child fail-KIND ARG       on "next": one call expected to fail (mlock2,
+ *                             mlockall, mmap MAP_LOCKED of ARG bytes, SHM_LOCK
+ *                             of segment ARG, io_uring buffer of ARG bytes),
+ *                             or ARG failing mlocks of 1 MiB (storm)
  *
  * CHILD_MEMLOCK="SOFT HARD" in the environment sets RLIMIT_MEMLOCK first.
  *
@@ -181,6 +185,49 @@ int main(int argc, char **argv)
 			return 1;
 		}
 		say("ready\n");
+	} else if (!strncmp(argv[1], "fail-", 5)) {
+		const char *kind = argv[1] + 5;
+		long r = 0;
+		int fd = -1;
+		void *buf = NULL;
+		say("setup\n");
+		if (!strcmp(kind, "uring")) {
+			struct io_uring_params params;
+			memset(&params, 0, sizeof(params));
+			fd = syscall(SYS_io_uring_setup, 4, &params);
+			buf = mmap(NULL, arg, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+		}
+		if (wait_line())
+			return 0;
+		errno = 0;
+		if (!strcmp(kind, "mlock2")) {
+			void *p = mmap(NULL, arg, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+			r = syscall(SYS_mlock2, p, arg, 0);
+		} else if (!strcmp(kind, "mlockall")) {
+			r = mlockall(MCL_CURRENT);
+		} else if (!strcmp(kind, "mmap")) {
+			r = mmap(NULL, arg, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_LOCKED, -1, 0) == MAP_FAILED ? -1 : 0;
+		} else if (!strcmp(kind, "shm")) {
+			r = shmctl((int)arg, SHM_LOCK, NULL);
+		} else if (!strcmp(kind, "uring")) {
+			struct iovec iov = {.iov_base = buf, .iov_len = arg};
+			r = syscall(SYS_io_uring_register, fd, IORING_REGISTER_BUFFERS, &iov, 1);
+		} else if (!strcmp(kind, "storm")) {
+			void *p = mmap(NULL, 1 << 20, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+			for (unsigned long i = 0; i < arg; i++)
+				if (!mlock(p, 1 << 20))
+					r = -2;
+			if (r == 0) {
+				r = -1;
+				errno = ENOMEM;
+			}
+		}
+		if (r == -1)
+			fail();
+		else
+			say("ready\n");
+		wait_eof();
+		return 0;
 	} else if (!strcmp(argv[1], "shmlock")) {
 		say("setup\n");
 		if (wait_line())
