@@ -1,7 +1,9 @@
 // Package bpf loads memlock_exporter's BPF programs and reads what they
-// collect. Today that is one program, an iter/task iterator that copies each
-// process's memlock accounting out of the kernel in one read (c/task.bpf.c);
-// the syscall tracepoints of issue 13 will be loaded by the same Module.
+// collect: an iter/task iterator that copies each process's memlock
+// accounting out of the kernel in one read (c/task.bpf.c, Open and Tasks),
+// and, as a prototype for issue 13, syscall tracepoints that count failed
+// lock calls (c/failures.bpf.c, AttachFailures and Failures) on the same
+// Module.
 //
 // Loading needs CAP_BPF and CAP_PERFMON (or CAP_SYS_ADMIN) and a kernel with
 // BTF and iter/task (5.8+); Open says which is missing with a typed error.
