@@ -113,6 +113,19 @@ func (m *Module) AttachFailures() error {
 	return nil
 }
 
+// DetachFailures detaches and unloads the tracepoint programs; their counts
+// are gone.
+func (m *Module) DetachFailures() error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.fail == nil {
+		return nil
+	}
+	err := m.fail.close()
+	m.fail = nil
+	return err
+}
+
 func programByName(o *failuresObjects, name string) *ebpf.Program {
 	p := o.failuresPrograms
 	for _, x := range []struct {

@@ -12,7 +12,7 @@ import (
 // attachFailures attaches the tracepoint programs from a thread with a
 // private mount namespace where tracefs is mounted, if the host has none at
 // /sys/kernel/tracing: attaching reads each tracepoint's id from tracefs.
-func attachFailures(t *testing.T, m *Module) {
+func attachFailures(t testing.TB, m *Module) {
 	t.Helper()
 	errc := make(chan error)
 	go func() {
@@ -159,5 +159,49 @@ func TestFailuresByCall(t *testing.T) {
 				t.Errorf("dropped calls %d, failures %d", fc.DroppedCalls, fc.DroppedFailures)
 			}
 		})
+	}
+}
+
+// BenchmarkSyscallOverhead: what the failure tracepoints cost the syscalls
+// they watch (mlock+munlock of one locked page) and one they do not
+// (getppid), with the programs detached and attached, in one run:
+//
+//	go test -run '^$' -bench SyscallOverhead -benchtime 200000x -count 5 ./internal/bpf/
+func BenchmarkSyscallOverhead(b *testing.B) {
+	requireRoot(b)
+	m := openModule(b)
+	page, err := unix.Mmap(-1, 0, 4096, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_PRIVATE|unix.MAP_ANONYMOUS)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer unix.Munmap(page)
+	page[0] = 1
+	loops := []struct {
+		name string
+		fn   func()
+	}{
+		{"mlock+munlock", func() {
+			if err := unix.Mlock(page); err != nil {
+				b.Fatal(err)
+			}
+			if err := unix.Munlock(page); err != nil {
+				b.Fatal(err)
+			}
+		}},
+		{"getppid", func() { unix.Getppid() }},
+	}
+	for _, state := range []string{"detached", "attached", "detached-again"} {
+		if state == "attached" {
+			attachFailures(b, m)
+		} else if err := m.DetachFailures(); err != nil {
+			b.Fatal(err)
+		}
+		for _, l := range loops {
+			b.Run(l.name+"/"+state, func(b *testing.B) {
+				for b.Loop() {
+					l.fn()
+				}
+			})
+		}
 	}
 }
