@@ -20,7 +20,11 @@ func TestMain(m *testing.M) {
 	if os.Getenv(openChildEnv) == "1" {
 		os.Exit(openChild())
 	}
-	os.Exit(m.Run())
+	code := m.Run()
+	if childPath != "" {
+		os.RemoveAll(filepath.Dir(childPath)) // the gcc-built testdata/child.c
+	}
+	os.Exit(code)
 }
 
 // openChild is the test binary run as another user: it loads the iterator,
