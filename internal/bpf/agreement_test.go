@@ -69,6 +69,7 @@ func TestAgreementStoppedChildren(t *testing.T) {
 			check("soft limit", task.MemlockSoft, lim.Soft, w.soft)
 			check("hard limit", task.MemlockHard, lim.Hard, w.hard)
 			check("uid", uint64(task.UID), uint64(st.UID), uint64(w.uid))
+			check("Threads", uint64(task.Threads), uint64(st.Threads), 1)
 			if task.CapEffective != st.CapEff {
 				t.Errorf("CapEff: iterator %#x, /proc %#x", task.CapEffective, st.CapEff)
 			}

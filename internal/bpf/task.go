@@ -58,6 +58,8 @@ type Task struct {
 	CgroupID uint64
 	// UserNSInode is the inode number of the task's user namespace.
 	UserNSInode uint32
+	// Threads is signal->nr_threads, the Threads line of status.
+	Threads int32
 	// User indexes Snapshot.Users (the task's user_struct), Charge
 	// Snapshot.Charges (its ucounts); -1 when the kernel gave none.
 	User   int
@@ -133,6 +135,7 @@ var (
 	offUcounts   = unsafe.Offsetof(taskTaskRecord{}.Ucounts)
 	offUCMemlock = unsafe.Offsetof(taskTaskRecord{}.UcountsMemlock)
 	offComm      = unsafe.Offsetof(taskTaskRecord{}.Comm)
+	offThreads   = unsafe.Offsetof(taskTaskRecord{}.NrThreads)
 )
 
 // decode turns m.buf into m.snap, reusing its slices and maps.
@@ -161,6 +164,7 @@ func (m *Module) decode() error {
 			MemlockSoft:  u64(offRlimCur),
 			MemlockHard:  u64(offRlimMax),
 			UserNSInode:  u32(offUserNS),
+			Threads:      int32(u32(offThreads)),
 			User:         noIndex,
 			Charge:       noIndex,
 		}

@@ -22,7 +22,7 @@ type taskTaskRecord struct {
 	UserNsInum     uint32
 	UcountsNsInum  uint32
 	UcountsUid     uint32
-	Pad            uint32
+	NrThreads      uint32
 	CapEffective   uint64
 	LockedVm       uint64
 	PinnedVm       uint64

@@ -42,7 +42,7 @@ struct task_record {
 	__u32 user_ns_inum;	/* cred->user_ns->ns.inum */
 	__u32 ucounts_ns_inum;	/* cred->ucounts->ns->ns.inum */
 	__u32 ucounts_uid;	/* cred->ucounts->uid */
-	__u32 _pad;
+	__u32 nr_threads;	/* signal->nr_threads: the Threads line of status */
 	__u64 cap_effective;	/* cred->cap_effective, bits 0..63 */
 	__u64 locked_vm;	/* mm->locked_vm, pages */
 	__u64 pinned_vm;	/* mm->pinned_vm, pages */
@@ -184,6 +184,7 @@ int memlock_tasks(struct bpf_iter__task *ctx)
 	if (sig) {
 		r.rlim_cur = sig->rlim[RLIMIT_MEMLOCK].rlim_cur;
 		r.rlim_max = sig->rlim[RLIMIT_MEMLOCK].rlim_max;
+		r.nr_threads = sig->nr_threads;
 	} else {
 		r.flags |= REC_READ_ERROR;
 	}

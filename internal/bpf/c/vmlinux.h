@@ -109,6 +109,7 @@ struct rlimit {
 } __attribute__((preserve_access_index));
 
 struct signal_struct {
+	int nr_threads;
 	struct rlimit rlim[16];
 } __attribute__((preserve_access_index));
 
