@@ -30,6 +30,13 @@ type Config struct {
 	SysPath string
 	Process ProcessConfig
 	Cgroup  CgroupConfig
+	// Tasks, when set, gives the process and user collectors their
+	// per-process numbers from one BPF task iterator pass per scrape
+	// (a *bpf.Module); nil reads /proc/<pid>/status of every pid.
+	// TasksUnavailable is why it is nil (memlock_scan_source_info's
+	// reason label; "disabled" when empty).
+	Tasks            TaskSource
+	TasksUnavailable string
 }
 
 // ProcessConfig selects which processes get series of their own.
@@ -177,6 +184,9 @@ func (e *Exporter) Names() []string { return slices.Clone(e.names) }
 func (e *Exporter) Describe(ch chan<- *prometheus.Desc) {
 	ch <- e.durationDesc
 	ch <- e.successDesc
+	if e.scanner != nil {
+		ch <- scanSourceDesc
+	}
 	for _, name := range e.names {
 		e.collectors[name].Describe(ch)
 	}
@@ -227,6 +237,9 @@ func (s *Scrape) processes(ctx context.Context) *processScan {
 
 func (e *Exporter) collect(ctx context.Context, names []string, ch chan<- prometheus.Metric) {
 	s := &Scrape{scanner: e.scanner}
+	if e.scanner != nil {
+		e.scanner.emitSource(ch)
+	}
 	var wg sync.WaitGroup
 	for _, name := range names {
 		wg.Add(1)

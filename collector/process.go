@@ -200,14 +200,20 @@ func (c *processCollector) Update(ctx context.Context, s *Scrape, ch chan<- prom
 // returns false when the process has vanished.
 func (c *processCollector) read(r *linux.Reader, dir *linux.Dir, p procInfo, fail func(string, int, error)) (reportedProc, bool) {
 	rp := reportedProc{procInfo: p}
-	lim, err := c.scanner.memlockLimit(r, dir, p.pid, p.tid)
-	switch {
-	case err == nil:
-		rp.lim, rp.haveLim = lim, true
-	case classify(err) == "vanished":
-		return rp, false
-	default:
-		fail("limits", p.pid, err)
+	if p.fromPass {
+		// The BPF pass read the limits and user namespace already.
+		rp.lim, rp.haveLim = p.pass.lim, true
+		rp.userNSInitial, rp.haveNS = p.pass.initialNS, true
+	} else {
+		lim, err := c.scanner.memlockLimit(r, dir, p.pid, p.tid)
+		switch {
+		case err == nil:
+			rp.lim, rp.haveLim = lim, true
+		case classify(err) == "vanished":
+			return rp, false
+		default:
+			fail("limits", p.pid, err)
+		}
 	}
 	if c.cfg.Smaps && p.locked > 0 {
 		v, file, err := c.residentLocked(r, dir, p.pid, p.tid)
@@ -220,14 +226,16 @@ func (c *processCollector) read(r *linux.Reader, dir *linux.Dir, p procInfo, fai
 			fail(file, p.pid, err)
 		}
 	}
-	initial, err := c.scanner.userNS.Initial(r, dir, p.pid, p.tid)
-	switch {
-	case err == nil:
-		rp.userNSInitial, rp.haveNS = initial, true
-	case classify(err) == "vanished":
-		return rp, false
-	default:
-		fail("uid_map", p.pid, err)
+	if !p.fromPass {
+		initial, err := c.scanner.userNS.Initial(r, dir, p.pid, p.tid)
+		switch {
+		case err == nil:
+			rp.userNSInitial, rp.haveNS = initial, true
+		case classify(err) == "vanished":
+			return rp, false
+		default:
+			fail("uid_map", p.pid, err)
+		}
 	}
 	// A missing cgroup file (a kernel without cgroups, or the process
 	// exiting now) leaves the identity empty, uncounted.

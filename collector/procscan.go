@@ -37,6 +37,11 @@ type processScanner struct {
 	// did not reach (see processScan.stale).
 	mu   sync.Mutex
 	last map[int]reportedProc
+
+	// pass is the BPF task iterator, nil on the procfs path; source and
+	// reason are memlock_scan_source_info's labels (bpfscan.go).
+	pass           *passState
+	source, reason string
 }
 
 // reportedProc is what the process collector reported of one process.
@@ -60,6 +65,7 @@ func newProcessScanner(cfg Config, logger *slog.Logger) (*processScanner, error)
 		s.userNS = linux.NewUserNS(linux.NewReader(256), dir)
 		dir.Close()
 	}
+	s.setupPass(cfg)
 	return s, nil
 }
 
@@ -77,6 +83,10 @@ type procInfo struct {
 	// stale: the scan ran out of time before this pid; the values are
 	// the last scrape's.
 	stale bool
+	// fromPass: the numbers came from the BPF pass, with the limits and
+	// user namespace (pass) the process collector would otherwise read.
+	fromPass bool
+	pass     passInfo
 }
 
 type userTotal struct {
@@ -105,6 +115,15 @@ type processScan struct {
 	users              map[uint32]*userTotal
 	failures           map[readFailure]int
 	malformed          []error
+
+	// source is SourceBPF when the BPF pass gave the numbers; then
+	// procfsFallback counts the pids read from /proc/<pid>/status
+	// instead, and userCharges and shmCharges hold the pass's per-user
+	// kernel counters.
+	source         string
+	procfsFallback int
+	userCharges    []userCharge
+	shmCharges     []shmCharge
 }
 
 func (s *processScan) fail(file, reason string) {
@@ -179,6 +198,10 @@ func (ps *processScanner) scan(ctx context.Context) *processScan {
 		res.err = err
 		return res
 	}
+	if ps.pass != nil && ps.scanWithPass(ctx, res, r, dir, pids) {
+		return res
+	}
+	res.source = SourceProcfs
 	var st linux.Status
 	var comm [linux.MaxComm]byte
 	for i, pid := range pids {
@@ -188,85 +211,119 @@ func (ps *processScanner) scan(ctx context.Context) *processScan {
 			ps.carryOver(res, pids[i:])
 			return res
 		}
-		b, err := r.ReadPid(dir, pid, "status")
-		if err == nil {
-			err = linux.ParseStatus(b, &st)
-		}
-		tid := 0
-		if err == nil && st.LeaderExited() {
-			// The leader called exit while other threads live on: its
-			// status has lost the mm's lines, a live thread's has them.
-			name := comm[:copy(comm[:], st.Name)]
-			tid, err = ps.liveThreadStatus(r, dir, pid, &st)
-			st.Name = name
-		}
-		if err != nil {
-			switch reason := classify(err); reason {
-			case "vanished":
-			case "malformed":
-				res.fail("status", reason)
-				res.addMalformed(fmt.Errorf("pid %d: %w", pid, err))
-			default:
-				res.fail("status", reason)
-				ps.logger.Debug("cannot read process status", "pid", pid, "err", err)
-			}
-			continue
-		}
-		res.scanned++
-		res.tasks += max(st.Threads, 1)
-		if !st.HasMM {
-			continue // kernel thread: nothing to lock
-		}
-		// Whether the process may lock past its limit: asked only of the
-		// few with the capability bit and pinned memory here; the process
-		// collector asks it of every process it reports.
-		charged := st.Pinned
-		if st.Pinned > 0 && st.IPCLock() {
-			initial, err := ps.userNS.Initial(r, dir, pid, tid)
-			if err != nil {
-				if reason := classify(err); reason != "vanished" {
-					res.fail("uid_map", reason)
-				}
-			} else if initial {
-				charged = 0
-			}
-		}
-		u := res.users[st.UID]
-		if u == nil {
-			u = &userTotal{}
-			res.users[st.UID] = u
-		}
-		var overflow bool
-		u.locked, overflow = addSat(u.locked, st.Locked, overflow)
-		u.pinned, overflow = addSat(u.pinned, st.Pinned, overflow)
-		u.chargedPinned, overflow = addSat(u.chargedPinned, charged, overflow)
-		u.procs++
-		if overflow {
-			// No real process set sums past 2^64 bytes: some status file
-			// lies. The sum stays saturated and the scrape says so.
-			res.fail("status", "malformed")
-			res.addMalformed(fmt.Errorf("pid %d: uid %d: per-user sum overflows", pid, st.UID))
-		}
-
-		named := ps.cfg.Include != nil && ps.cfg.Include.Match(st.Name)
-		if !named && st.Locked == 0 && st.Pinned == 0 {
-			continue
-		}
-		if ps.cfg.Exclude != nil && ps.cfg.Exclude.Match(st.Name) {
-			continue
-		}
-		res.candidates = append(res.candidates, procInfo{
-			pid:     pid,
-			tid:     tid,
-			uid:     st.UID,
-			name:    strings.ToValidUTF8(string(st.Name), "\uFFFD"),
-			locked:  st.Locked,
-			pinned:  st.Pinned,
-			ipcLock: st.IPCLock(),
-			named:   named,
-		})
+		ps.scanPid(res, r, dir, pid, &st, &comm)
 	}
 	return res
+}
+
+// scanPid reads /proc/<pid>/status of one process into res.
+func (ps *processScanner) scanPid(res *processScan, r *linux.Reader, dir *linux.Dir, pid int, st *linux.Status, comm *[linux.MaxComm]byte) {
+	b, err := r.ReadPid(dir, pid, "status")
+	if err == nil {
+		err = linux.ParseStatus(b, st)
+	}
+	tid := 0
+	if err == nil && st.LeaderExited() {
+		// The leader called exit while other threads live on: its
+		// status has lost the mm's lines, a live thread's has them.
+		name := comm[:copy(comm[:], st.Name)]
+		tid, err = ps.liveThreadStatus(r, dir, pid, st)
+		st.Name = name
+	}
+	if err != nil {
+		switch reason := classify(err); reason {
+		case "vanished":
+		case "malformed":
+			res.fail("status", reason)
+			res.addMalformed(fmt.Errorf("pid %d: %w", pid, err))
+		default:
+			res.fail("status", reason)
+			ps.logger.Debug("cannot read process status", "pid", pid, "err", err)
+		}
+		return
+	}
+	ps.account(res, r, dir, procEntry{
+		pid: pid, tid: tid, uid: st.UID, name: st.Name, threads: st.Threads, hasMM: st.HasMM,
+		locked: st.Locked, pinned: st.Pinned, ipcLock: st.IPCLock(),
+	})
+}
+
+// procEntry is one process's numbers, from its status file or from the
+// BPF pass (pass set: its limits and user namespace come with it).
+type procEntry struct {
+	pid, tid       int
+	uid            uint32
+	name           []byte
+	threads        int
+	hasMM          bool
+	locked, pinned uint64
+	ipcLock        bool
+	fromPass       bool
+	pass           passInfo
+}
+
+// account adds one scanned process to the per-user totals and, when it
+// qualifies, to the candidates for series of their own.
+func (ps *processScanner) account(res *processScan, r *linux.Reader, dir *linux.Dir, e procEntry) {
+	pid := e.pid
+	res.scanned++
+	res.tasks += max(e.threads, 1)
+	if !e.hasMM {
+		return // kernel thread: nothing to lock
+	}
+	// Whether the process may lock past its limit: asked only of the
+	// few with the capability bit and pinned memory here; the process
+	// collector asks it of every process it reports.
+	charged := e.pinned
+	if e.pinned > 0 && e.ipcLock {
+		if e.fromPass {
+			if e.pass.initialNS {
+				charged = 0
+			}
+		} else if initial, err := ps.userNS.Initial(r, dir, pid, e.tid); err != nil {
+			if reason := classify(err); reason != "vanished" {
+				res.fail("uid_map", reason)
+			}
+		} else if initial {
+			charged = 0
+		}
+	}
+	u := res.users[e.uid]
+	if u == nil {
+		u = &userTotal{}
+		res.users[e.uid] = u
+	}
+	var overflow bool
+	u.locked, overflow = addSat(u.locked, e.locked, overflow)
+	u.pinned, overflow = addSat(u.pinned, e.pinned, overflow)
+	u.chargedPinned, overflow = addSat(u.chargedPinned, charged, overflow)
+	u.procs++
+	if overflow {
+		// No real process set sums past 2^64 bytes: some status file
+		// lies. The sum stays saturated and the scrape says so.
+		res.fail("status", "malformed")
+		res.addMalformed(fmt.Errorf("pid %d: uid %d: per-user sum overflows", pid, e.uid))
+	}
+
+	named := ps.cfg.Include != nil && ps.cfg.Include.Match(e.name)
+	if !named && e.locked == 0 && e.pinned == 0 {
+		return
+	}
+	if ps.cfg.Exclude != nil && ps.cfg.Exclude.Match(e.name) {
+		return
+	}
+	res.candidates = append(res.candidates, procInfo{
+		pid:      pid,
+		tid:      e.tid,
+		uid:      e.uid,
+		name:     strings.ToValidUTF8(string(e.name), "\uFFFD"),
+		locked:   e.locked,
+		pinned:   e.pinned,
+		ipcLock:  e.ipcLock,
+		named:    named,
+		fromPass: e.fromPass,
+		pass:     e.pass,
+	})
 }
 
 // addSat adds b to a, saturating at the maximum, and says whether it did

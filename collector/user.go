@@ -15,6 +15,7 @@ import (
 // pinned figure approximates io_uring's charge as far as /proc allows.
 type userCollector struct {
 	locked, pinned, charged, procs *prometheus.Desc
+	kernel                         userPassDescs // BPF pass only
 }
 
 func newUserCollector(*env) (Collector, error) {
@@ -28,7 +29,8 @@ func newUserCollector(*env) (Collector, error) {
 			"Sum of VmPin (mm->pinned_vm: io_uring buffers, RDMA registrations, perf ring pages) over the real uid's processes. Not a kernel per-user charge: RDMA checks each process; see memlock_user_charged_pinned_bytes."),
 		charged: d("charged_pinned_bytes",
 			"Approximation of what io_uring buffer registrations charge to the user (user_struct->locked_vm, checked against the registering process's RLIMIT_MEMLOCK): the sum of VmPin over the uid's processes that lack CAP_IPC_LOCK in the initial user namespace, which io_uring exempts. It counts RDMA and perf pins of such processes too, which the kernel does not charge per user, and misses perf, MSG_ZEROCOPY, AF_XDP and SHM_LOCK charges, which no /proc file shows."),
-		procs: d("processes", "Number of the real uid's processes (kernel threads excluded)."),
+		procs:  d("processes", "Number of the real uid's processes (kernel threads excluded)."),
+		kernel: newUserPassDescs(),
 	}, nil
 }
 
@@ -37,6 +39,7 @@ func (c *userCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- c.pinned
 	ch <- c.charged
 	ch <- c.procs
+	c.kernel.describe(ch)
 }
 
 // Update reports the users that hold locked or pinned memory. A scan that
@@ -58,5 +61,6 @@ func (c *userCollector) Update(ctx context.Context, s *Scrape, ch chan<- prometh
 		ch <- prometheus.MustNewConstMetric(c.charged, prometheus.GaugeValue, float64(u.chargedPinned), id)
 		ch <- prometheus.MustNewConstMetric(c.procs, prometheus.GaugeValue, float64(u.procs), id)
 	}
+	c.kernel.emit(ch, scan)
 	return scan.malformedErr()
 }

@@ -50,6 +50,7 @@ type options struct {
 	cfg             collector.Config
 	log             *promslog.Config
 	probe           probeOptions
+	bpfMode         string
 }
 
 func newApp(o *options) *kingpin.Application {
@@ -85,6 +86,7 @@ func newApp(o *options) *kingpin.Application {
 	app.Flag("collector.cgroup.max-cgroups", "Most cgroups reported per scrape (a parent before its children); 0 for no cap.").Default(fmt.Sprint(o.cfg.Cgroup.MaxCgroups)).SetValue(&intValue{p: &o.cfg.Cgroup.MaxCgroups, max: maxIntFlag})
 	app.Flag("collector.process.smaps", "Read smaps_rollup of processes with locked memory for resident locked bytes (needs ptrace read access).").Default("true").BoolVar(&o.cfg.Process.Smaps)
 
+	addBPFFlag(app, &o.bpfMode)
 	addProbeFlags(app, &o.probe)
 
 	o.log = &promslog.Config{}
@@ -255,6 +257,16 @@ func run(args []string, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "memlock_exporter: %v\n", err)
 		return 2
 	}
+	tasks, loadErr, err := openTasks(o.bpfMode, o.enabled(), &o.cfg)
+	if err != nil {
+		fmt.Fprintf(stderr, "memlock_exporter: %v\n", err)
+		return 2
+	}
+	defer func() {
+		if tasks != nil {
+			tasks.Close() // the iterator's link and program, at exit
+		}
+	}()
 	// SIGHUP (systemd's ExecReload) must never end the process, probes or
 	// not: catch it before anything else can take time.
 	hup := make(chan os.Signal, 1)
@@ -269,6 +281,15 @@ func run(args []string, stderr io.Writer) int {
 		return 1
 	}
 	logger.Info("enabled collectors", "collectors", exp.Names())
+	if source, _ := exp.ScanSource(); tasks != nil && source != collector.SourceBPF {
+		if o.bpfMode == "on" {
+			fmt.Fprintf(stderr, "memlock_exporter: --collector.bpf=on: --path.procfs %q shows another pid namespace than the exporter's, whose pids the BPF task iterator walks\n", o.cfg.ProcPath)
+			return 2
+		}
+		tasks.Close()
+		tasks = nil
+	}
+	logScanSource(exp, loadErr, logger)
 	missingPrivileges(o.cfg, logger)
 
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)

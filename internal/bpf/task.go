@@ -75,6 +75,16 @@ func (t *Task) Comm() string {
 	return string(c)
 }
 
+// AppendComm appends the command name to b, without allocating when b has
+// room for 16 bytes.
+func (t *Task) AppendComm(b []byte) []byte {
+	c := t.comm[:]
+	if i := bytes.IndexByte(c, 0); i >= 0 {
+		c = c[:i]
+	}
+	return append(b, c...)
+}
+
 // InitUserNS reports whether the task's credentials are in the initial user
 // namespace, where CAP_IPC_LOCK lifts the memlock limits.
 func (t *Task) InitUserNS() bool { return t.Flags&FlagInitUserNS != 0 }

@@ -1,0 +1,91 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+
+	"github.com/alecthomas/kingpin/v2"
+
+	"github.com/memlock-exporter/memlock_exporter/collector"
+	"github.com/memlock-exporter/memlock_exporter/internal/bpf"
+)
+
+// bpfModes are --collector.bpf's values.
+var bpfModes = []string{"auto", "on", "off"}
+
+func addBPFFlag(app *kingpin.Application, mode *string) {
+	app.Flag("collector.bpf", "Where the process and user collectors read per-process numbers: auto loads the BPF task iterator when the exporter may (CAP_BPF and CAP_PERFMON, a kernel with BTF and iter/task), else reads /proc; on requires it (exit 2 without); off reads /proc only. Only BPF adds the kernel's per-user charges (memlock_user_kernel_*).").
+		Default("auto").EnumVar(mode, bpfModes...)
+}
+
+// openTasks sets cfg.Tasks from --collector.bpf, when the process or user
+// collector is enabled. It returns the module to close at exit (nil when
+// none is loaded) and why loading failed; with mode on a failure is fatal
+// (fatal names what is missing).
+func openTasks(mode string, enabled []string, cfg *collector.Config) (m *bpf.Module, loadErr, fatal error) {
+	if mode == "off" {
+		cfg.TasksUnavailable = "disabled"
+		return nil, nil, nil
+	}
+	need := false
+	for _, n := range enabled {
+		need = need || n == "process" || n == "user"
+	}
+	if !need {
+		return nil, nil, nil
+	}
+	m, err := bpf.Open()
+	if err == nil {
+		cfg.Tasks = m
+		return m, nil, nil
+	}
+	if mode == "on" {
+		return nil, err, fmt.Errorf("--collector.bpf=on: %s: %w", bpfMissing(err), err)
+	}
+	cfg.TasksUnavailable = bpfReason(err)
+	return nil, err, nil
+}
+
+// bpfReason is memlock_scan_source_info's reason for a failed bpf.Open.
+func bpfReason(err error) string {
+	switch {
+	case errors.Is(err, bpf.ErrPermission):
+		return "permission"
+	case errors.Is(err, bpf.ErrNoBTF):
+		return "no_btf"
+	case errors.Is(err, bpf.ErrNoTaskIter):
+		return "no_task_iter"
+	}
+	return "error"
+}
+
+// bpfMissing names what the exporter lacks to load the task iterator.
+func bpfMissing(err error) string {
+	switch {
+	case errors.Is(err, bpf.ErrPermission):
+		return "cannot load the BPF task iterator without CAP_BPF and CAP_PERFMON (effective, in the initial user namespace)"
+	case errors.Is(err, bpf.ErrNoBTF):
+		return "cannot load the BPF task iterator: the kernel has no BTF (/sys/kernel/btf/vmlinux, CONFIG_DEBUG_INFO_BTF)"
+	case errors.Is(err, bpf.ErrNoTaskIter):
+		return "cannot load the BPF task iterator: the kernel has no iter/task (5.8 or later with CONFIG_BPF_SYSCALL)"
+	}
+	return "cannot load the BPF task iterator"
+}
+
+// logScanSource says once at start where per-process numbers come from.
+func logScanSource(exp *collector.Exporter, loadErr error, logger *slog.Logger) {
+	source, reason := exp.ScanSource()
+	if source == "" {
+		return
+	}
+	if source == collector.SourceBPF {
+		logger.Info("per-process numbers from the BPF task iterator", "scan_source", source)
+		return
+	}
+	args := []any{"scan_source", source, "reason", reason}
+	if loadErr != nil {
+		args = append(args, "err", loadErr)
+	}
+	logger.Info("per-process numbers from /proc", args...)
+}
