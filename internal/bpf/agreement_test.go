@@ -30,34 +30,34 @@ func TestAgreementStoppedChildren(t *testing.T) {
 	add := func(o childOpts, mode string, arg uint64, w want) *child {
 		c := startChild(t, o, mode, arg)
 		if mode == "uring" {
-			c.next()
+			c.Next()
 		}
 		kids = append(kids, c)
 		wants = append(wants, w)
 		return c
 	}
 	u1, u2, u3 := freshUID(t), freshUID(t), freshUID(t)
-	add(childOpts{uid: -1, memlock: &[2]uint64{4 << 20, 8 << 20}}, "lock", 1<<20+3*page,
+	add(childOpts{UID: -1, Memlock: &[2]uint64{4 << 20, 8 << 20}}, "lock", 1<<20+3*page,
 		want{locked: 1<<20 + 3*page, soft: 4 << 20, hard: 8 << 20, uid: 0, ipcLock: true})
-	add(childOpts{uid: u1, memlock: &[2]uint64{2 << 20, 4 << 20}}, "lock", 512<<10,
+	add(childOpts{UID: u1, Memlock: &[2]uint64{2 << 20, 4 << 20}}, "lock", 512<<10,
 		want{locked: 512 << 10, soft: 2 << 20, hard: 4 << 20, uid: u1})
-	add(childOpts{uid: u2, caps: []uintptr{unix.CAP_IPC_LOCK}, memlock: &[2]uint64{0, 0}}, "lock", 64<<10,
+	add(childOpts{UID: u2, Caps: []uintptr{unix.CAP_IPC_LOCK}, Memlock: &[2]uint64{0, 0}}, "lock", 64<<10,
 		want{locked: 64 << 10, soft: 0, hard: 0, uid: u2, ipcLock: true})
-	add(childOpts{uid: u3, memlock: &[2]uint64{1 << 20, 1 << 20}}, "uring", 256<<10,
+	add(childOpts{UID: u3, Memlock: &[2]uint64{1 << 20, 1 << 20}}, "uring", 256<<10,
 		want{pinned: 256 << 10, soft: 1 << 20, hard: 1 << 20, uid: u3})
 	for _, c := range kids {
-		c.stop()
+		c.Stop()
 	}
 	s := snapshot(t, m)
 	for i, c := range kids {
 		w := wants[i]
-		t.Run(fmt.Sprintf("%s_%d", c.cmd.Args[1], c.pid), func(t *testing.T) {
-			task := s.find(c.pid)
+		t.Run(fmt.Sprintf("%s_%d", c.Cmd.Args[1], c.Pid), func(t *testing.T) {
+			task := s.find(c.Pid)
 			if task == nil {
-				t.Fatalf("pid %d missing", c.pid)
+				t.Fatalf("pid %d missing", c.Pid)
 			}
-			st, _ := procStatus(t, c.pid, c.pid)
-			lim := procLimit(t, c.pid)
+			st, _ := procStatus(t, c.Pid, c.Pid)
+			lim := procLimit(t, c.Pid)
 			check := func(what string, bpf, proc, made uint64) {
 				t.Helper()
 				if bpf != proc || bpf != made {
@@ -90,11 +90,11 @@ func TestLeaderExited(t *testing.T) {
 	requireRoot(t)
 	m := openModule(t)
 	const locked = 128 << 10
-	c := startChild(t, childOpts{uid: -1}, "leader-exit", locked)
-	c.expect("ready")
+	c := startChild(t, childOpts{UID: -1}, "leader-exit", locked)
+	c.Expect("ready")
 	// The leader exits after the thread is created: wait for the zombie.
 	for {
-		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", c.pid))
+		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", c.Pid))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -103,28 +103,28 @@ func TestLeaderExited(t *testing.T) {
 		}
 		unix.Nanosleep(&unix.Timespec{Nsec: 1e6}, nil)
 	}
-	c.stop()
+	c.Stop()
 	s := snapshot(t, m)
 	n := 0
 	for i := range s.Tasks {
-		if int(s.Tasks[i].PID) == c.pid {
+		if int(s.Tasks[i].PID) == c.Pid {
 			n++
 		}
 	}
 	if n != 1 {
-		t.Fatalf("pid %d appears %d times", c.pid, n)
+		t.Fatalf("pid %d appears %d times", c.Pid, n)
 	}
-	task := s.find(c.pid)
+	task := s.find(c.Pid)
 	if task.TID == task.PID || task.Flags&(FlagThread|FlagLeader|FlagMM) != FlagThread|FlagLeader|FlagMM {
 		t.Fatalf("tid %d flags %#x: want a live thread's mm under the leader's record", task.TID, task.Flags)
 	}
-	leader, raw := procStatus(t, c.pid, c.pid)
+	leader, raw := procStatus(t, c.Pid, c.Pid)
 	if leader.HasMM {
-		t.Fatalf("/proc/%d/status has Vm lines for an exited leader:\n%s", c.pid, raw)
+		t.Fatalf("/proc/%d/status has Vm lines for an exited leader:\n%s", c.Pid, raw)
 	}
-	thread, _ := procStatus(t, c.pid, int(task.TID))
+	thread, _ := procStatus(t, c.Pid, int(task.TID))
 	if task.LockedBytes != thread.Locked || task.LockedBytes != locked {
-		t.Errorf("VmLck: iterator %d, /proc/%d/task/%d %d, child locked %d", task.LockedBytes, c.pid, task.TID, thread.Locked, locked)
+		t.Errorf("VmLck: iterator %d, /proc/%d/task/%d %d, child locked %d", task.LockedBytes, c.Pid, task.TID, thread.Locked, locked)
 	}
 }
 

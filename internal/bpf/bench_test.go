@@ -20,7 +20,7 @@ import (
 func withChildren(b *testing.B, n int) {
 	b.Helper()
 	for range n {
-		startChild(b, childOpts{uid: -1}, "lock", 0).expect("ready")
+		startChild(b, childOpts{UID: -1}, "lock", 0).Expect("ready")
 	}
 }
 

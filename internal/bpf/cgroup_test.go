@@ -21,8 +21,8 @@ import (
 func TestCgroupID(t *testing.T) {
 	requireRoot(t)
 	m := openModule(t)
-	c := startChild(t, childOpts{uid: -1}, "lock", 0)
-	c.expect("ready")
+	c := startChild(t, childOpts{UID: -1}, "lock", 0)
+	c.Expect("ready")
 
 	type result struct {
 		root, leaf uint64
@@ -66,13 +66,13 @@ func TestCgroupID(t *testing.T) {
 			return
 		}
 		r.leaf = st.Ino
-		if r.err = os.WriteFile(filepath.Join(leaf, "cgroup.procs"), []byte(strconv.Itoa(c.pid)), 0); r.err != nil {
+		if r.err = os.WriteFile(filepath.Join(leaf, "cgroup.procs"), []byte(strconv.Itoa(c.Pid)), 0); r.err != nil {
 			return
 		}
 		done <- r
 		<-release
 		// Move the child back so the cgroup can be removed.
-		r.err = os.WriteFile(filepath.Join(dir, "cgroup.procs"), []byte(strconv.Itoa(c.pid)), 0)
+		r.err = os.WriteFile(filepath.Join(dir, "cgroup.procs"), []byte(strconv.Itoa(c.Pid)), 0)
 	}()
 	r := <-done
 	if r.err != nil {
@@ -83,7 +83,7 @@ func TestCgroupID(t *testing.T) {
 	if r2 := <-done; r2.err != nil {
 		t.Errorf("cleanup: %v", r2.err)
 	}
-	task, self := s.find(c.pid), s.find(os.Getpid())
+	task, self := s.find(c.Pid), s.find(os.Getpid())
 	if task == nil || self == nil || task.Flags&FlagCgroup == 0 {
 		t.Fatalf("child %+v self %+v", task, self)
 	}

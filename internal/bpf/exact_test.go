@@ -46,11 +46,11 @@ func TestUserLockedVMIOURing(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			uid := freshUID(t)
-			c := startChild(t, childOpts{uid: uid, caps: tc.caps, memlock: &[2]uint64{4 << 20, 4 << 20}}, "uring", buf)
-			t0, u0, _ := charges(t, m, c.pid)
-			c.next()
-			c.stop()
-			t1, u1, _ := charges(t, m, c.pid)
+			c := startChild(t, childOpts{UID: uid, Caps: tc.caps, Memlock: &[2]uint64{4 << 20, 4 << 20}}, "uring", buf)
+			t0, u0, _ := charges(t, m, c.Pid)
+			c.Next()
+			c.Stop()
+			t1, u1, _ := charges(t, m, c.Pid)
 			if u1.UID != uint32(uid) {
 				t.Errorf("user_struct of uid %d, want %d", u1.UID, uid)
 			}
@@ -63,7 +63,7 @@ func TestUserLockedVMIOURing(t *testing.T) {
 			if got := t1.PinnedBytes - t0.PinnedBytes; got != buf {
 				t.Errorf("pinned_vm rose by %d, want %d", got, buf)
 			}
-			st, _ := procStatus(t, c.pid, c.pid)
+			st, _ := procStatus(t, c.Pid, c.Pid)
 			if st.Pinned != t1.PinnedBytes {
 				t.Errorf("VmPin %d, iterator %d", st.Pinned, t1.PinnedBytes)
 			}
@@ -89,19 +89,19 @@ func TestUserLockedVMPerf(t *testing.T) {
 		wantUser, wantPinned = userLimit, total-userLimit
 	}
 	uid := freshUID(t)
-	c := startChild(t, childOpts{uid: uid, memlock: &[2]uint64{8 << 20, 8 << 20}}, "perf", dataPages)
-	t0, u0, _ := charges(t, m, c.pid)
+	c := startChild(t, childOpts{UID: uid, Memlock: &[2]uint64{8 << 20, 8 << 20}}, "perf", dataPages)
+	t0, u0, _ := charges(t, m, c.Pid)
 	if u0.LockedBytes != 0 || t0.PinnedBytes != 0 {
 		t.Fatalf("fresh uid %d starts at user locked_vm %d, pinned_vm %d", uid, u0.LockedBytes, t0.PinnedBytes)
 	}
-	c.next()
-	c.stop()
-	t1, u1, _ := charges(t, m, c.pid)
+	c.Next()
+	c.Stop()
+	t1, u1, _ := charges(t, m, c.Pid)
 	if u1.LockedBytes != wantUser*page || t1.PinnedBytes != wantPinned*page {
 		t.Errorf("user locked_vm %d, pinned_vm %d; want %d and %d (%d pages mapped, user limit %d pages = %d KiB x %d CPUs)",
 			u1.LockedBytes, t1.PinnedBytes, wantUser*page, wantPinned*page, total, userLimit, mlockKB, cpus)
 	}
-	st, _ := procStatus(t, c.pid, c.pid)
+	st, _ := procStatus(t, c.Pid, c.Pid)
 	if st.Pinned != t1.PinnedBytes {
 		t.Errorf("VmPin %d, iterator %d", st.Pinned, t1.PinnedBytes)
 	}
@@ -131,17 +131,17 @@ func TestShmLockChargesCaller(t *testing.T) {
 	if _, err := unix.SysvShmCtl(id, unix.IPC_SET, &ds); err != nil {
 		t.Fatal(err)
 	}
-	o := startChild(t, childOpts{uid: owner}, "lock", 0)
-	o.expect("ready")
+	o := startChild(t, childOpts{UID: owner}, "lock", 0)
+	o.Expect("ready")
 	// Locking another user's segment takes CAP_IPC_LOCK; the charge is
 	// still counted (only the limit is waived).
-	c := startChild(t, childOpts{uid: caller, caps: []uintptr{unix.CAP_IPC_LOCK}, memlock: &[2]uint64{64 << 10, 64 << 10}}, "shmlock", uint64(id))
-	_, _, c0 := charges(t, m, c.pid)
-	c.next()
-	c.stop()
-	o.stop()
-	_, _, c1 := charges(t, m, c.pid)
-	_, _, oc := charges(t, m, o.pid)
+	c := startChild(t, childOpts{UID: caller, Caps: []uintptr{unix.CAP_IPC_LOCK}, Memlock: &[2]uint64{64 << 10, 64 << 10}}, "shmlock", uint64(id))
+	_, _, c0 := charges(t, m, c.Pid)
+	c.Next()
+	c.Stop()
+	o.Stop()
+	_, _, c1 := charges(t, m, c.Pid)
+	_, _, oc := charges(t, m, o.Pid)
 	if c1.UID != uint32(caller) || c1.UserNSInode != initUserNSInode {
 		t.Errorf("caller's ucounts: uid %d ns %d", c1.UID, c1.UserNSInode)
 	}

@@ -56,23 +56,23 @@ func TestFailedMlockCountedOnce(t *testing.T) {
 	}
 	uid := freshUID(t)
 	const asked = 1 << 20
-	c := startChild(t, childOpts{uid: uid, memlock: &[2]uint64{64 << 10, 64 << 10}}, "mlock", asked)
-	if _, err := c.stdin.Write([]byte("\n")); err != nil {
+	c := startChild(t, childOpts{UID: uid, Memlock: &[2]uint64{64 << 10, 64 << 10}}, "mlock", asked)
+	if _, err := c.Stdin.Write([]byte("\n")); err != nil {
 		t.Fatal(err)
 	}
-	c.expect("error 12") // ENOMEM, as the child saw it
+	c.Expect("error 12") // ENOMEM, as the child saw it
 	var after FailureCounts
 	if err := m.Failures(&after); err != nil {
 		t.Fatal(err)
 	}
 	var mine []Failure
 	for _, f := range after.Failures {
-		if int(f.PID) == c.pid {
+		if int(f.PID) == c.Pid {
 			mine = append(mine, f)
 		}
 	}
 	if len(mine) != 1 {
-		t.Fatalf("child %d has %d failure entries: %+v", c.pid, len(mine), mine)
+		t.Fatalf("child %d has %d failure entries: %+v", c.Pid, len(mine), mine)
 	}
 	f := mine[0]
 	if f.Syscall != SyscallMlock || f.Errno != unix.ENOMEM || f.Count != 1 || f.LastBytes != asked ||
@@ -132,23 +132,23 @@ func TestFailuresByCall(t *testing.T) {
 				}
 				arg = uint64(id)
 			}
-			c := startChild(t, childOpts{uid: uid, memlock: tc.limit}, "fail-"+tc.kind, arg)
-			if _, err := c.stdin.Write([]byte("\n")); err != nil {
+			c := startChild(t, childOpts{UID: uid, Memlock: tc.limit}, "fail-"+tc.kind, arg)
+			if _, err := c.Stdin.Write([]byte("\n")); err != nil {
 				t.Fatal(err)
 			}
-			c.expect("error " + strconv.Itoa(int(tc.errno)))
+			c.Expect("error " + strconv.Itoa(int(tc.errno)))
 			var fc FailureCounts
 			if err := m.Failures(&fc); err != nil {
 				t.Fatal(err)
 			}
 			var mine []Failure
 			for _, f := range fc.Failures {
-				if int(f.PID) == c.pid {
+				if int(f.PID) == c.Pid {
 					mine = append(mine, f)
 				}
 			}
 			if len(mine) != 1 {
-				t.Fatalf("child %d has %d failure entries: %+v", c.pid, len(mine), mine)
+				t.Fatalf("child %d has %d failure entries: %+v", c.Pid, len(mine), mine)
 			}
 			f := mine[0]
 			if f.Syscall != tc.syscall || f.Errno != tc.errno || f.Count != tc.count || f.LastBytes != tc.bytes || f.UID != uint32(uid) {

@@ -193,11 +193,11 @@ func TestUcountsOldLayout(t *testing.T) {
 		t.Skipf("shmget: %v", err)
 	}
 	t.Cleanup(func() { _, _ = unix.SysvShmCtl(id, unix.IPC_RMID, nil) })
-	c := startChild(t, childOpts{uid: freshUID(t), caps: []uintptr{unix.CAP_IPC_LOCK}}, "shmlock", uint64(id))
-	c.next()
-	c.stop()
-	_, _, now := charges(t, cur, c.pid)
-	_, _, then := charges(t, old, c.pid)
+	c := startChild(t, childOpts{UID: freshUID(t), Caps: []uintptr{unix.CAP_IPC_LOCK}}, "shmlock", uint64(id))
+	c.Next()
+	c.Stop()
+	_, _, now := charges(t, cur, c.Pid)
+	_, _, then := charges(t, old, c.Pid)
 	if now.LockedBytes != size || then.LockedBytes != size {
 		t.Errorf("SHM_LOCK charge: new layout %d, old layout %d, child locked %d", now.LockedBytes, then.LockedBytes, size)
 	}

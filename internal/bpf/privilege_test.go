@@ -11,6 +11,7 @@ import (
 	"syscall"
 	"testing"
 
+	"github.com/memlock-exporter/memlock_exporter/internal/bpf/bpftest"
 	"golang.org/x/sys/unix"
 )
 
@@ -21,9 +22,7 @@ func TestMain(m *testing.M) {
 		os.Exit(openChild())
 	}
 	code := m.Run()
-	if childPath != "" {
-		os.RemoveAll(filepath.Dir(childPath)) // the gcc-built testdata/child.c
-	}
+	bpftest.Cleanup() // the gcc-built child
 	os.Exit(code)
 }
 

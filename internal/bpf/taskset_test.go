@@ -164,8 +164,8 @@ func TestManyTasksAcrossReads(t *testing.T) {
 	const n = 600
 	kids := make([]*child, n)
 	for i := range kids {
-		kids[i] = startChild(t, childOpts{uid: -1}, "lock", 0)
-		kids[i].expect("ready")
+		kids[i] = startChild(t, childOpts{UID: -1}, "lock", 0)
+		kids[i].Expect("ready")
 	}
 	for _, readSize := range []int{0, 100} {
 		m.readSize = readSize
@@ -178,8 +178,8 @@ func TestManyTasksAcrossReads(t *testing.T) {
 			count[int(s.Tasks[i].PID)]++
 		}
 		for _, c := range kids {
-			if count[c.pid] != 1 {
-				t.Errorf("read size %d: child %d appears %d times", readSize, c.pid, count[c.pid])
+			if count[c.Pid] != 1 {
+				t.Errorf("read size %d: child %d appears %d times", readSize, c.Pid, count[c.Pid])
 			}
 		}
 	}
@@ -199,13 +199,13 @@ func TestTasksAllocationsFlat(t *testing.T) {
 	}
 	kids := make([]*child, 300)
 	for i := range kids {
-		kids[i] = startChild(t, childOpts{uid: -1}, "lock", 0)
-		kids[i].expect("ready")
+		kids[i] = startChild(t, childOpts{UID: -1}, "lock", 0)
+		kids[i].Expect("ready")
 	}
 	pass() // grow the buffer, slices and maps to the larger set
 	many := testing.AllocsPerRun(20, pass)
 	for _, c := range kids {
-		c.kill()
+		c.Kill()
 	}
 	few := testing.AllocsPerRun(20, pass)
 	if many > few {
