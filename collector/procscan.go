@@ -266,6 +266,10 @@ type procEntry struct {
 // qualifies, to the candidates for series of their own.
 func (ps *processScanner) account(res *processScan, r *linux.Reader, dir *linux.Dir, e procEntry) {
 	pid := e.pid
+	// e.name may point into r's buffer, which the user namespace read
+	// below overwrites: keep a copy.
+	var nameBuf [linux.MaxComm]byte
+	e.name = nameBuf[:copy(nameBuf[:], e.name)]
 	res.scanned++
 	res.tasks += max(e.threads, 1)
 	if !e.hasMM {
