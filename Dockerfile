@@ -52,11 +52,15 @@ RUN make build VERSION="$VERSION" REVISION="$REVISION" BRANCH="$BRANCH" \
  && cp memlock_exporter memlock_exporter-caps \
  && setcap cap_ipc_lock,cap_sys_ptrace+ep memlock_exporter-caps \
  && getcap memlock_exporter-caps | grep -q 'cap_ipc_lock,cap_sys_ptrace=ep' \
+ && cp memlock_exporter memlock_exporter-bpf \
+ && setcap cap_bpf,cap_perfmon+ep memlock_exporter-bpf \
+ && getcap memlock_exporter-bpf | grep -q 'cap_perfmon,cap_bpf=ep' \
  && ./memlock_exporter --version
 
 FROM gcr.io/distroless/static-debian12:latest
 COPY --from=builder /src/memlock_exporter /bin/memlock_exporter
 COPY --from=builder /src/memlock_exporter-caps /bin/memlock_exporter-caps
+COPY --from=builder /src/memlock_exporter-bpf /bin/memlock_exporter-bpf
 # nobody: the same fixed uid as the DaemonSet's runAsUser.
 USER 65534:65534
 EXPOSE 9947

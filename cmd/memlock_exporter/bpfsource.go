@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"runtime/debug"
 
 	"github.com/alecthomas/kingpin/v2"
 
@@ -36,6 +37,11 @@ func openTasks(mode string, enabled []string, cfg *collector.Config) (m *bpf.Mod
 		return nil, nil, nil
 	}
 	m, err := bpf.Open()
+	// Loading parsed the kernel's BTF (several MiB, and the mmap of
+	// /sys/kernel/btf/vmlinux, released by a cleanup after a GC): give
+	// it back now rather than at the runtime's leisure.
+	debug.FreeOSMemory()
+	debug.FreeOSMemory()
 	if err == nil {
 		cfg.Tasks = m
 		return m, nil, nil

@@ -66,7 +66,7 @@ func TestAPIServerDryRun(t *testing.T) {
 	}
 	api.waitEstablished(t, "servicemonitors.monitoring.coreos.com", "prometheusrules.monitoring.coreos.com")
 
-	for _, dir := range []string{"deploy/kubernetes", "deploy/kubernetes/overlays/probes-and-smaps"} {
+	for _, dir := range []string{"deploy/kubernetes", "deploy/kubernetes/overlays/probes-and-smaps", "deploy/kubernetes/overlays/bpf"} {
 		objs := renderObjects(t, dir)
 		// Namespaces and the service account exist for real: dry-run
 		// objects are not stored, and a Pod needs its service account.

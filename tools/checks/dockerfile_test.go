@@ -93,6 +93,10 @@ func TestDockerfile(t *testing.T) {
 	if !strings.Contains(script, "setcap cap_ipc_lock,cap_sys_ptrace+ep memlock_exporter-caps") {
 		t.Error("setcap cap_ipc_lock,cap_sys_ptrace+ep must be set on memlock_exporter-caps")
 	}
+	// The BPF overlay's binary: CAP_BPF and CAP_PERFMON only.
+	if !strings.Contains(script, "setcap cap_bpf,cap_perfmon+ep memlock_exporter-bpf") {
+		t.Error("setcap cap_bpf,cap_perfmon+ep must be set on memlock_exporter-bpf")
+	}
 	if strings.Contains(script, "setcap cap_ipc_lock,cap_sys_ptrace+ep memlock_exporter ") ||
 		strings.HasSuffix(script, "setcap cap_ipc_lock,cap_sys_ptrace+ep memlock_exporter") {
 		t.Error("the ENTRYPOINT binary must carry no file capabilities: with the e bit, exec fails with EPERM in a container without them")
@@ -131,7 +135,7 @@ func TestDockerfile(t *testing.T) {
 	if entrypoint != "/bin/memlock_exporter" {
 		t.Errorf("ENTRYPOINT %q, want /bin/memlock_exporter", entrypoint)
 	}
-	for _, want := range []string{"/bin/memlock_exporter", "/bin/memlock_exporter-caps"} {
+	for _, want := range []string{"/bin/memlock_exporter", "/bin/memlock_exporter-caps", "/bin/memlock_exporter-bpf"} {
 		if !slices.Contains(copied, want) {
 			t.Errorf("the final stage lacks %s (copied: %v)", want, copied)
 		}

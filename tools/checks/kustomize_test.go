@@ -179,6 +179,50 @@ func TestKustomizeOverlayProbesAndSmaps(t *testing.T) {
 	}
 }
 
+// TestKustomizeOverlayBPF: the BPF overlay adds CAP_BPF and CAP_PERFMON and
+// nothing else (never SYS_ADMIN), runs the image's binary that carries them
+// as file capabilities, and requires the iterator (--collector.bpf=on); the
+// rest of the base is kept.
+func TestKustomizeOverlayBPF(t *testing.T) {
+	r := render(t, "deploy/kubernetes/overlays/bpf")
+	if len(r.daemonSets) != 1 {
+		t.Fatalf("want one DaemonSet, got %d", len(r.daemonSets))
+	}
+	c := checkDaemonSet(t, r, r.daemonSets[0])
+	checkResources(t, "bpf overlay", c, 0)
+	sc := c.SecurityContext
+	var added []string
+	for _, a := range sc.Capabilities.Add {
+		added = append(added, string(a))
+	}
+	slices.Sort(added)
+	if !slices.Equal(added, []string{"BPF", "PERFMON"}) {
+		t.Errorf("bpf overlay: capabilities added %v, want exactly BPF and PERFMON", added)
+	}
+	if len(sc.Capabilities.Drop) != 1 || sc.Capabilities.Drop[0] != "ALL" {
+		t.Errorf("bpf overlay: drop %v, want ALL", sc.Capabilities.Drop)
+	}
+	if !slices.Equal(c.Command, []string{"/bin/memlock_exporter-bpf"}) {
+		t.Errorf("bpf overlay: command %v, want [/bin/memlock_exporter-bpf]", c.Command)
+	}
+	if sc.AllowPrivilegeEscalation == nil || !*sc.AllowPrivilegeEscalation {
+		t.Error("bpf overlay: allowPrivilegeEscalation must be true, or the file capabilities of a non-root binary are ignored")
+	}
+	if !slices.Contains(c.Args, "--collector.bpf=on") {
+		t.Errorf("bpf overlay: args lack --collector.bpf=on: %v", c.Args)
+	}
+	checkArgs(t, c.Args)
+	base := exporterContainer(t, render(t, "deploy/kubernetes").daemonSets[0])
+	for _, a := range base.Args {
+		if !slices.Contains(c.Args, a) {
+			t.Errorf("bpf overlay: drops the base's %s", a)
+		}
+	}
+	if slices.Contains(base.Args, "--collector.bpf=on") || base.Command != nil {
+		t.Error("base: must not require BPF")
+	}
+}
+
 // measuredPeakRSS is the largest "exporter peak RSS" of docs/benchmarks.md
 // (make bench: VmHWM of the exporter at 1,000 and 10,000 processes).
 func measuredPeakRSS(t *testing.T) int64 {

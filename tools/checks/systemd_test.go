@@ -16,6 +16,7 @@ import (
 const (
 	unitPath   = "deploy/systemd/memlock_exporter.service"
 	dropInPath = "deploy/systemd/probes.conf"
+	bpfDropIn  = "deploy/systemd/bpf.conf"
 )
 
 // parseUnit reads a systemd unit: section -> key -> values, in order.
@@ -146,6 +147,51 @@ func TestSystemdProbesDropIn(t *testing.T) {
 	}
 }
 
+// TestSystemdBPFDropIn: the BPF drop-in adds CAP_BPF and CAP_PERFMON (and
+// nothing else, never CAP_SYS_ADMIN), allows bpf(2), which the unit's
+// ~@privileged denies, and turns --collector.bpf=on through an variable the
+// unit's ExecStart expands.
+func TestSystemdBPFDropIn(t *testing.T) {
+	d := parseUnitFile(t, bpfDropIn, readFile(t, bpfDropIn))
+	s := d["Service"]
+	if len(d) != 1 || s == nil {
+		t.Fatalf("%s: want a [Service] section only", bpfDropIn)
+	}
+	for _, k := range []string{"CapabilityBoundingSet", "AmbientCapabilities"} {
+		if len(s[k]) != 1 {
+			t.Errorf("%s: %s set %d times", bpfDropIn, k, len(s[k]))
+			continue
+		}
+		f := strings.Fields(s[k][0])
+		slices.Sort(f)
+		if !slices.Equal(f, []string{"CAP_BPF", "CAP_PERFMON"}) {
+			t.Errorf("%s: %s=%v, want exactly CAP_BPF CAP_PERFMON", bpfDropIn, k, f)
+		}
+	}
+	if !slices.Equal(s["SystemCallFilter"], []string{"bpf"}) {
+		t.Errorf("%s: SystemCallFilter=%v, want bpf (added to the unit's allow list)", bpfDropIn, s["SystemCallFilter"])
+	}
+	var args []string
+	for _, e := range s["Environment"] {
+		if v, ok := strings.CutPrefix(strings.Trim(e, `"`), "MEMLOCK_EXPORTER_BPF_ARGS="); ok {
+			args = strings.Fields(v)
+		}
+	}
+	if !slices.Equal(args, []string{"--collector.bpf=on"}) {
+		t.Errorf("%s: MEMLOCK_EXPORTER_BPF_ARGS=%v, want --collector.bpf=on", bpfDropIn, args)
+	}
+	checkArgs(t, args)
+	u := parseUnit(t, readFile(t, unitPath))
+	if es := u["Service"]["ExecStart"]; len(es) != 1 || !strings.Contains(es[0], "$MEMLOCK_EXPORTER_BPF_ARGS") {
+		t.Errorf("the unit's ExecStart %v does not expand $MEMLOCK_EXPORTER_BPF_ARGS", es)
+	}
+	for _, k := range []string{"ExecStart", "NoNewPrivileges", "DynamicUser"} {
+		if len(s[k]) != 0 {
+			t.Errorf("%s: sets %s; the drop-in adds the capabilities, bpf(2) and the flag only", bpfDropIn, k)
+		}
+	}
+}
+
 // TestSystemdAnalyze runs systemd's own checks where systemd-analyze is
 // installed (apt-get install systemd): verify must print nothing (it exits
 // 0 even on unknown keys, so any output fails), and the offline security
@@ -171,17 +217,23 @@ func TestSystemdAnalyze(t *testing.T) {
 	if err != nil || len(bytes.TrimSpace(out)) > 0 {
 		t.Errorf("systemd-analyze verify: %v\n%s", err, out)
 	}
-	// And with the probes drop-in, found through the unit path.
-	if err := os.MkdirAll(filepath.Join(dir, "memlock_exporter.service.d"), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(filepath.Join(dir, "memlock_exporter.service.d", "probes.conf"), readFile(t, dropInPath), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	cmd := exec.Command(sa, "verify", path)
-	cmd.Env = append(os.Environ(), "SYSTEMD_UNIT_PATH="+dir+":")
-	if out, err := cmd.CombinedOutput(); err != nil || len(bytes.TrimSpace(out)) > 0 {
-		t.Errorf("systemd-analyze verify with probes.conf: %v\n%s", err, out)
+	// And with each drop-in, found through the unit path.
+	for _, dropIn := range []string{dropInPath, bpfDropIn} {
+		d := filepath.Join(dir, filepath.Base(dropIn))
+		if err := os.MkdirAll(filepath.Join(d, "memlock_exporter.service.d"), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(d, "memlock_exporter.service"), unit, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(d, "memlock_exporter.service.d", filepath.Base(dropIn)), readFile(t, dropIn), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		cmd := exec.Command(sa, "verify", filepath.Join(d, "memlock_exporter.service"))
+		cmd.Env = append(os.Environ(), "SYSTEMD_UNIT_PATH="+d+":")
+		if out, err := cmd.CombinedOutput(); err != nil || len(bytes.TrimSpace(out)) > 0 {
+			t.Errorf("systemd-analyze verify with %s: %v\n%s", dropIn, err, out)
+		}
 	}
 	out, err = exec.Command(sa, "security", "--offline=yes", "--no-pager", path).CombinedOutput()
 	if err != nil {
