@@ -1,6 +1,7 @@
 package collector_test
 
 import (
+	"bytes"
 	"fmt"
 	"os"
 	"os/exec"
@@ -18,8 +19,9 @@ import (
 
 // BenchmarkScanSource compares, in one run, the CPU of one scrape of the
 // process and user collectors on each source with the floor, the least a
-// program can do on the /proc path (read every /proc/<pid>/status, nothing
-// else): at the host's process count, and with MEMLOCK_BENCH_PROCS=1000,10000
+// program can do on the /proc path (bench/'s floor reader: getdents, one
+// read of every /proc/<pid>/status, and for the processes with VmLck or
+// VmPin above zero their limits, cgroup and, with VmLck, smaps_rollup): at the host's process count, and with MEMLOCK_BENCH_PROCS=1000,10000
 // at those totals, made up with sleeping children. cpu-us/op is the
 // process's user+sys CPU (getrusage RUSAGE_SELF, garbage collection and the
 // iterator's kernel time included) per scrape.
@@ -51,7 +53,7 @@ func BenchmarkScanSource(b *testing.B) {
 		}
 	}()
 	for _, target := range targets {
-		for countPids(b) < target {
+		for missing := target - countPids(b); missing > 0; missing-- {
 			c := exec.Command("sleep", "3600")
 			if err := c.Start(); err != nil {
 				b.Fatal(err)
@@ -95,8 +97,27 @@ func BenchmarkScanSource(b *testing.B) {
 						if err != nil {
 							continue
 						}
-						_, _ = unix.Read(fd, buf)
+						nr, _ := unix.Read(fd, buf)
 						unix.Close(fd)
+						if nr <= 0 {
+							continue
+						}
+						locked, pinned := nonZero(buf[:nr], "VmLck:"), nonZero(buf[:nr], "VmPin:")
+						if !locked && !pinned {
+							continue
+						}
+						files := []string{"/limits", "/cgroup", "/smaps_rollup"}
+						if !locked {
+							files = files[:2]
+						}
+						for _, f := range files {
+							path = append(path[:len(path)-len("/status")], f...)
+							if fd, err := unix.Openat(proc, string(path), unix.O_RDONLY|unix.O_CLOEXEC, 0); err == nil {
+								_, _ = unix.Read(fd, buf)
+								unix.Close(fd)
+							}
+							path = append(path[:len(path)-len(f)], "/status"...)
+						}
 					}
 				}
 			})
@@ -118,6 +139,24 @@ func BenchmarkScanSource(b *testing.B) {
 			})
 		}
 	}
+}
+
+// nonZero reports whether the status line key holds a number above 0.
+func nonZero(b []byte, key string) bool {
+	i := bytes.Index(b, []byte(key))
+	if i < 0 {
+		return false
+	}
+	for _, c := range b[i+len(key):] {
+		switch {
+		case c == ' ' || c == '\t':
+		case c >= '1' && c <= '9':
+			return true
+		default:
+			return false
+		}
+	}
+	return false
 }
 
 // measure runs f b.N times and reports the process's CPU per run.

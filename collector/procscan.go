@@ -266,10 +266,6 @@ type procEntry struct {
 // qualifies, to the candidates for series of their own.
 func (ps *processScanner) account(res *processScan, r *linux.Reader, dir *linux.Dir, e procEntry) {
 	pid := e.pid
-	// e.name may point into r's buffer, which the user namespace read
-	// below overwrites: keep a copy.
-	var nameBuf [linux.MaxComm]byte
-	e.name = nameBuf[:copy(nameBuf[:], e.name)]
 	res.scanned++
 	res.tasks += max(e.threads, 1)
 	if !e.hasMM {
@@ -284,7 +280,7 @@ func (ps *processScanner) account(res *processScan, r *linux.Reader, dir *linux.
 			if e.pass.initialNS {
 				charged = 0
 			}
-		} else if initial, err := ps.userNS.Initial(r, dir, pid, e.tid); err != nil {
+		} else if initial, err := ps.readUserNS(r, dir, &e); err != nil {
 			if reason := classify(err); reason != "vanished" {
 				res.fail("uid_map", reason)
 			}
@@ -328,6 +324,16 @@ func (ps *processScanner) account(res *processScan, r *linux.Reader, dir *linux.
 		fromPass: e.fromPass,
 		pass:     e.pass,
 	})
+}
+
+// readUserNS asks whether e's process is in the initial user namespace.
+// e.name may point into r's buffer, which that read overwrites: it is
+// copied first.
+func (ps *processScanner) readUserNS(r *linux.Reader, dir *linux.Dir, e *procEntry) (bool, error) {
+	name := make([]byte, len(e.name))
+	copy(name, e.name)
+	e.name = name
+	return ps.userNS.Initial(r, dir, e.pid, e.tid)
 }
 
 // addSat adds b to a, saturating at the maximum, and says whether it did
