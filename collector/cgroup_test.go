@@ -10,6 +10,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/memlock-exporter/memlock_exporter/internal/linux"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/prometheus/common/expfmt"
@@ -167,7 +168,7 @@ func TestCgroupMalformedAndVanished(t *testing.T) {
 	out := scrapeText(t, cfg, "cgroup")
 	for _, want := range []string{
 		`memlock_scrape_collector_success{collector="cgroup"} 0`,
-		`memlock_cgroup_unevictable_bytes{cgroup="/kubepods.slice/kubepods-pod` + "c2e4a6b8_1d3f_4a5c_9e7b_2f4d6a8c0e1b" + `.slice",container_id="",pod_uid="c2e4a6b8-1d3f-4a5c-9e7b-2f4d6a8c0e1b",qos_class="Guaranteed"} 2.097152e+06`,
+		`memlock_cgroup_subtree_unevictable_bytes{cgroup="/kubepods.slice/kubepods-pod` + "c2e4a6b8_1d3f_4a5c_9e7b_2f4d6a8c0e1b" + `.slice",container_id="",pod_uid="c2e4a6b8-1d3f-4a5c-9e7b-2f4d6a8c0e1b"} 2.097152e+06`,
 	} {
 		if !strings.Contains(out, want) {
 			t.Errorf("missing %s in\n%s", want, out)
@@ -248,11 +249,51 @@ func TestCgroupCap(t *testing.T) {
 	for _, want := range []string{
 		fmt.Sprintf("memlock_cgroups_reported %d\n", max),
 		fmt.Sprintf("memlock_cgroups_omitted %d\n", cgroups-max),
-		`memlock_cgroup_unevictable_bytes{cgroup="/",container_id="",pod_uid="",qos_class=""} 1.048576e+06`,
+		`memlock_cgroup_subtree_unevictable_bytes{cgroup="/",container_id="",pod_uid=""} 1.048576e+06`,
 		`memlock_scrape_collector_success{collector="cgroup"} 1`,
 	} {
 		if !strings.Contains(out, want) {
 			t.Errorf("missing %q", want)
+		}
+	}
+}
+
+// TestCgroupOwnSumsToRoot: the cgroups' own unevictable bytes add up to the
+// root's hierarchical value in the fixture's memory.stat, so sum() over the
+// default series counts every page once; the subtree series, which repeat
+// their children's, add up to more wherever a cgroup has a reported child.
+func TestCgroupOwnSumsToRoot(t *testing.T) {
+	for _, tree := range cgroupTrees {
+		cfg := cgroupTreeConfig(tree)
+		h, err := detectCgroupHierarchy(cfg.SysPath)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, err := os.ReadFile(filepath.Join(h.root, "memory.stat"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var root linux.MemoryStat
+		if err := linux.ParseMemoryStat(b, &root); err != nil {
+			t.Fatal(err)
+		}
+		reg := prometheus.NewPedanticRegistry()
+		reg.MustRegister(newExporter(t, cfg, "cgroup"))
+		mfs, err := reg.Gather()
+		if err != nil {
+			t.Fatal(err)
+		}
+		sums := map[string]float64{}
+		for _, mf := range mfs {
+			for _, m := range mf.GetMetric() {
+				sums[mf.GetName()] += m.GetGauge().GetValue()
+			}
+		}
+		if got, want := sums["memlock_cgroup_unevictable_bytes"], float64(root.Hierarchical()); got != want || want == 0 {
+			t.Errorf("%s: sum(memlock_cgroup_unevictable_bytes) = %v, want the root's %v", tree, got, want)
+		}
+		if sums["memlock_cgroup_subtree_unevictable_bytes"] <= float64(root.Hierarchical()) {
+			t.Errorf("%s: the subtree series add up to %v, no more than the root's %v: the fixture has no nesting to test", tree, sums["memlock_cgroup_subtree_unevictable_bytes"], root.Hierarchical())
 		}
 	}
 }

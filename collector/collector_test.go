@@ -201,7 +201,7 @@ func TestMalformedFileFailsOnlyItsCollector(t *testing.T) {
 		`memlock_scrape_collector_success{collector="user"} 0`,
 		`memlock_scrape_collector_success{collector="sysvipc"} 1`,
 		`memlock_system_mlocked_bytes 9.453568e+06`, // meminfo was read before vmstat failed
-		`memlock_process_locked_bytes{comm="java",container_id="",pid="100",pod_uid="",qos_class="",uid="1000"} 1.073741824e+09`,
+		`memlock_process_locked_bytes{comm="java",container_id="",pid="100",pod_uid="",uid="1000"} 1.073741824e+09`,
 		`memlock_process_read_failures{file="status",reason="malformed"} 1`,
 	} {
 		if !strings.Contains(out, want) {
@@ -265,7 +265,7 @@ func TestSmapsWithoutRollup(t *testing.T) {
 		t.Fatal(err)
 	}
 	out := scrapeText(t, cfg, "process")
-	want := `memlock_process_locked_resident_bytes{comm="java",container_id="",pid="600",pod_uid="",qos_class="",uid="1000"} 8192`
+	want := `memlock_process_locked_resident_bytes{comm="java",container_id="",pid="600",pod_uid="",uid="1000"} 8192`
 	if !strings.Contains(out, want) || strings.Contains(out, "read_failures") ||
 		!strings.Contains(out, `memlock_scrape_collector_success{collector="process"} 1`) {
 		t.Errorf("want %s from smaps, no failure:\n%s", want, out)

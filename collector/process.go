@@ -33,7 +33,7 @@ type processCollector struct {
 // processLabels name a process: pid, comm (never the command line, which
 // may hold secrets), real uid, and the container and pod identity its
 // cgroup path gives (empty outside containers).
-var processLabels = []string{"pid", "comm", "uid", "pod_uid", "container_id", "qos_class"}
+var processLabels = []string{"pid", "comm", "uid", "pod_uid", "container_id"}
 
 func newProcessCollector(en *env) (Collector, error) {
 	d := func(name, help string, labels []string) *prometheus.Desc {
@@ -267,7 +267,7 @@ func pidExists(dir *linux.Dir, pid int) bool {
 }
 
 func (c *processCollector) emit(ch chan<- prometheus.Metric, p reportedProc) {
-	lv := []string{strconv.Itoa(p.pid), p.name, strconv.FormatUint(uint64(p.uid), 10), p.id.PodUID, p.id.ContainerID, p.id.QOSClass}
+	lv := []string{strconv.Itoa(p.pid), p.name, strconv.FormatUint(uint64(p.uid), 10), p.id.PodUID, p.id.ContainerID}
 	ch <- prometheus.MustNewConstMetric(c.locked, prometheus.GaugeValue, float64(p.locked), lv...)
 	ch <- prometheus.MustNewConstMetric(c.pinned, prometheus.GaugeValue, float64(p.pinned), lv...)
 	if p.haveResident {
