@@ -2,8 +2,9 @@ package collector
 
 import (
 	"context"
+	"errors"
 	"fmt"
-	"os"
+	"io/fs"
 	"path/filepath"
 	"strings"
 
@@ -52,7 +53,7 @@ func (c *systemCollector) Describe(ch chan<- *prometheus.Desc) {
 }
 
 func (c *systemCollector) Update(ctx context.Context, _ *Scrape, ch chan<- prometheus.Metric) error {
-	b, err := readRegular(filepath.Join(c.procPath, "meminfo"), linux.MaxFileSize)
+	b, err := linux.ReadSystemFile(filepath.Join(c.procPath, "meminfo"), linux.MaxFileSize)
 	if err != nil {
 		return fmt.Errorf("meminfo: %w", err)
 	}
@@ -64,7 +65,7 @@ func (c *systemCollector) Update(ctx context.Context, _ *Scrape, ch chan<- prome
 	ch <- prometheus.MustNewConstMetric(c.mlocked, prometheus.GaugeValue, float64(mi.Mlocked))
 	ch <- prometheus.MustNewConstMetric(c.unevictable, prometheus.GaugeValue, float64(mi.Unevictable))
 
-	b, err = readRegular(filepath.Join(c.procPath, "vmstat"), linux.MaxFileSize)
+	b, err = linux.ReadSystemFile(filepath.Join(c.procPath, "vmstat"), linux.MaxFileSize)
 	if err != nil {
 		return err
 	}
@@ -86,8 +87,8 @@ func (c *systemCollector) updateNodes(ch chan<- prometheus.Metric) error {
 		return err
 	}
 	for _, dir := range nodes {
-		b, err := readRegular(filepath.Join(dir, "meminfo"), linux.MaxFileSize)
-		if os.IsNotExist(err) {
+		b, err := linux.ReadSystemFile(filepath.Join(dir, "meminfo"), linux.MaxFileSize)
+		if errors.Is(err, fs.ErrNotExist) {
 			continue
 		}
 		if err != nil {

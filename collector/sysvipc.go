@@ -70,7 +70,7 @@ func (c *sysvipcCollector) Update(_ context.Context, _ *Scrape, ch chan<- promet
 	if same, ok := c.hostIPCNamespace(); ok {
 		ch <- prometheus.MustNewConstMetric(c.hostNS, prometheus.GaugeValue, boolFloat(same))
 	}
-	b, err := readRegular(c.path, maxShmFileSize)
+	b, err := linux.ReadSystemFile(c.path, maxShmFileSize)
 	if os.IsNotExist(err) {
 		return nil // a kernel without CONFIG_SYSVIPC
 	}
