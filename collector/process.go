@@ -6,11 +6,11 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"math"
 	"slices"
 	"strconv"
 
 	"github.com/memlock-exporter/memlock_exporter/internal/linux"
+	"github.com/memlock-exporter/memlock_exporter/internal/metricutil"
 	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/sys/unix"
 )
@@ -101,13 +101,6 @@ func selectProcesses(cands []procInfo, max int) ([]procInfo, int) {
 		return cands[:max], len(cands) - max
 	}
 	return cands, 0
-}
-
-func bytesOrInf(v uint64) float64 {
-	if v == linux.Unlimited {
-		return math.Inf(1)
-	}
-	return float64(v)
 }
 
 func (c *processCollector) Update(ctx context.Context, s *Scrape, ch chan<- prometheus.Metric) error {
@@ -274,12 +267,12 @@ func (c *processCollector) emit(ch chan<- prometheus.Metric, p reportedProc) {
 		ch <- prometheus.MustNewConstMetric(c.resident, prometheus.GaugeValue, float64(p.resident), lv...)
 	}
 	if p.haveLim {
-		ch <- prometheus.MustNewConstMetric(c.limitSoft, prometheus.GaugeValue, bytesOrInf(p.lim.Soft), lv...)
-		ch <- prometheus.MustNewConstMetric(c.limitHard, prometheus.GaugeValue, bytesOrInf(p.lim.Hard), lv...)
+		ch <- prometheus.MustNewConstMetric(c.limitSoft, prometheus.GaugeValue, metricutil.BytesOrInf(p.lim.Soft), lv...)
+		ch <- prometheus.MustNewConstMetric(c.limitHard, prometheus.GaugeValue, metricutil.BytesOrInf(p.lim.Hard), lv...)
 	}
 	if p.haveNS {
-		ch <- prometheus.MustNewConstMetric(c.ipcLock, prometheus.GaugeValue, boolFloat(p.ipcLock && p.userNSInitial), lv...)
-		ch <- prometheus.MustNewConstMetric(c.userNSInitial, prometheus.GaugeValue, boolFloat(p.userNSInitial), lv...)
+		ch <- prometheus.MustNewConstMetric(c.ipcLock, prometheus.GaugeValue, metricutil.Bool(p.ipcLock && p.userNSInitial), lv...)
+		ch <- prometheus.MustNewConstMetric(c.userNSInitial, prometheus.GaugeValue, metricutil.Bool(p.userNSInitial), lv...)
 	}
 }
 
@@ -296,11 +289,4 @@ func (c *processCollector) identity(r *linux.Reader, dir *linux.Dir, pid int) (l
 		return linux.CgroupIdentity{}, err
 	}
 	return linux.ParseCgroupPath(string(path)), nil
-}
-
-func boolFloat(b bool) float64 {
-	if b {
-		return 1
-	}
-	return 0
 }

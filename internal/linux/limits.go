@@ -1,5 +1,7 @@
 package linux
 
+import "golang.org/x/sys/unix"
+
 // Limit is a soft and hard resource limit in bytes; Unlimited stands for
 // RLIM_INFINITY.
 type Limit struct {
@@ -46,4 +48,16 @@ func parseLimitValue(b []byte) (uint64, []byte, bool) {
 		return 0, nil, false
 	}
 	return v, rest, ok
+}
+
+// MemlockRlimit returns the RLIMIT_MEMLOCK of the process (or thread) pid by
+// prlimit(2), which needs the caller's pid namespace to be the target's (pid
+// means another process elsewhere) and its credentials or CAP_SYS_RESOURCE
+// (kernel/sys.c check_prlimit_permission; EPERM otherwise).
+func MemlockRlimit(pid int) (Limit, error) {
+	var rl unix.Rlimit
+	if err := unix.Prlimit(pid, unix.RLIMIT_MEMLOCK, nil, &rl); err != nil {
+		return Limit{}, err
+	}
+	return Limit{Soft: rl.Cur, Hard: rl.Max}, nil
 }

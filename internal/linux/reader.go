@@ -350,6 +350,14 @@ func (r *Reader) Pids(d *Dir, pids []int) ([]int, error) {
 	return r.numericEntries(d.fd, pids)
 }
 
+// The offsets in a struct linux_dirent64 (include/linux/dirent.h), as
+// unix.Dirent lays it out: d_ino, d_off, d_reclen, d_type, d_name.
+const (
+	direntReclen = int(unsafe.Offsetof(unix.Dirent{}.Reclen))
+	direntType   = int(unsafe.Offsetof(unix.Dirent{}.Type))
+	direntName   = int(unsafe.Offsetof(unix.Dirent{}.Name))
+)
+
 func (r *Reader) numericEntries(fd int, ids []int) ([]int, error) {
 	if r.dirents == nil {
 		r.dirents = make([]byte, 32<<10)
@@ -366,15 +374,15 @@ func (r *Reader) numericEntries(fd int, ids []int) ([]int, error) {
 			return ids, nil
 		}
 		b := r.dirents[:n]
-		for len(b) >= 19 {
-			reclen := int(*(*uint16)(unsafe.Pointer(&b[16])))
-			if reclen < 19 || reclen > len(b) {
+		for len(b) >= direntName {
+			reclen := int(*(*uint16)(unsafe.Pointer(&b[direntReclen])))
+			if reclen < direntName || reclen > len(b) {
 				return ids, &pathError{op: "getdents", path: "procfs", err: errors.New("bad record length")}
 			}
-			// linux_dirent64: d_type at 18, the name from 19. DT_UNKNOWN (a
-			// file system that does not fill it in) is left to openat2.
-			typ := b[18]
-			name := b[19:reclen]
+			// DT_UNKNOWN (a file system that does not fill d_type in) is
+			// left to openat2.
+			typ := b[direntType]
+			name := b[direntName:reclen]
 			if id, ok := atoiName(name); ok && (typ == unix.DT_DIR || typ == unix.DT_UNKNOWN) {
 				ids = append(ids, id)
 			}
