@@ -100,7 +100,7 @@ func detectCgroupHierarchy(sysPath string) (cgroupHierarchy, error) {
 		if hasWord(string(b), "memory") {
 			return cgroupHierarchy{root: base, v2: true}, nil
 		}
-		return cgroupHierarchy{}, fmt.Errorf("%s: cgroup v2 without the memory controller", base)
+		return cgroupHierarchy{}, fmt.Errorf("%s: cgroup v2 without the memory controller: %w", base, ErrNoData)
 	}
 	if _, err := os.Stat(filepath.Join(base, "memory", "memory.stat")); err == nil {
 		return cgroupHierarchy{root: filepath.Join(base, "memory")}, nil
@@ -108,7 +108,12 @@ func detectCgroupHierarchy(sysPath string) (cgroupHierarchy, error) {
 	if b, err := os.ReadFile(filepath.Join(base, "unified", "cgroup.controllers")); err == nil && hasWord(string(b), "memory") {
 		return cgroupHierarchy{root: filepath.Join(base, "unified"), v2: true}, nil
 	}
-	return cgroupHierarchy{}, fmt.Errorf("no memory cgroup hierarchy below %s", base)
+	if _, err := os.Stat(base); err != nil {
+		// No cgroup file system where --path.sysfs says: a mount is
+		// missing, not a source.
+		return cgroupHierarchy{}, err
+	}
+	return cgroupHierarchy{}, fmt.Errorf("no memory cgroup hierarchy below %s: %w", base, ErrNoData)
 }
 
 func hasWord(s, w string) bool {

@@ -3,7 +3,9 @@ package collector
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -138,8 +140,10 @@ func TestDetectCgroupHierarchy(t *testing.T) {
 			sys := mk(t, tc.files)
 			h, err := detectCgroupHierarchy(sys)
 			if tc.err {
-				if err == nil {
-					t.Fatalf("got %+v, want an error", h)
+				// A host without the memory controller has no data, which
+				// is not a failure.
+				if !errors.Is(err, ErrNoData) {
+					t.Fatalf("got %+v, %v, want ErrNoData", h, err)
 				}
 				return
 			}
@@ -295,5 +299,47 @@ func TestCgroupOwnSumsToRoot(t *testing.T) {
 		if sums["memlock_cgroup_subtree_unevictable_bytes"] <= float64(root.Hierarchical()) {
 			t.Errorf("%s: the subtree series add up to %v, no more than the root's %v: the fixture has no nesting to test", tree, sums["memlock_cgroup_subtree_unevictable_bytes"], root.Hierarchical())
 		}
+	}
+}
+
+// TestCgroupNoMemoryController: on a v2 host whose root lacks the memory
+// controller the cgroup collector reports no cgroup series and succeeds,
+// says why once at Info and then only at Debug; a --path.sysfs without a
+// cgroup file system at all is a failure.
+func TestCgroupNoMemoryController(t *testing.T) {
+	sys := t.TempDir()
+	base := filepath.Join(sys, "fs", "cgroup")
+	if err := os.MkdirAll(base, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(base, "cgroup.controllers"), []byte("cpuset cpu io pids\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cfg := DefaultConfig()
+	cfg.SysPath = sys
+	var logs bytes.Buffer
+	e, err := New(cfg, []string{"cgroup"}, slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelInfo})))
+	if err != nil {
+		t.Fatal(err)
+	}
+	reg := prometheus.NewPedanticRegistry()
+	reg.MustRegister(e)
+	for range 3 {
+		out := string(gatherText(t, reg))
+		if !strings.Contains(out, `memlock_scrape_collector_success{collector="cgroup"} 1`) {
+			t.Errorf("collector not successful:\n%s", out)
+		}
+		if strings.Contains(out, "memlock_cgroup_") {
+			t.Errorf("cgroup series without a memory controller:\n%s", out)
+		}
+	}
+	if n := strings.Count(logs.String(), "\n"); n != 1 || !strings.Contains(logs.String(), "level=INFO") {
+		t.Errorf("want one INFO line over three scrapes, got:\n%s", logs.String())
+	}
+
+	cfg.SysPath = filepath.Join(sys, "missing")
+	out := scrapeText(t, cfg, "cgroup")
+	if !strings.Contains(out, `memlock_scrape_collector_success{collector="cgroup"} 0`) {
+		t.Errorf("no cgroup file system is not a failure:\n%s", out)
 	}
 }

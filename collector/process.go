@@ -39,9 +39,13 @@ func newProcessCollector(en *env) (Collector, error) {
 	d := func(name, help string, labels []string) *prometheus.Desc {
 		return prometheus.NewDesc(prometheus.BuildFQName(namespace, "process", name), help, labels, nil)
 	}
+	scanner, err := en.processScan()
+	if err != nil {
+		return nil, err
+	}
 	return &processCollector{
 		cfg:     en.cfg.Process,
-		scanner: en.scanner,
+		scanner: scanner,
 		logger:  en.logger,
 		locked: d("locked_bytes",
 			"Size of the process's locked mappings (VmLck in /proc/<pid>/status), faulted in or not.", processLabels),
