@@ -16,7 +16,7 @@ func TestCgroupProcessGolden(t *testing.T) {
 	}
 }
 
-// TestCgroupIdentityOnProcesses is the acceptance check in plain
+// TestCgroupIdentityOnProcesses says in plain
 // words: a containerized process's metrics carry its pod and container, on
 // a v1 and a v2 host.
 func TestCgroupIdentityOnProcesses(t *testing.T) {
