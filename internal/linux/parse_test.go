@@ -256,3 +256,29 @@ func TestParseUIDMapAndLoadavg(t *testing.T) {
 		t.Error("short loadavg accepted")
 	}
 }
+
+// TestFixturesAgree: meminfo.txt and vmstat.txt are one host's, so Mlocked
+// and Unevictable (fs/proc/meminfo.c: NR_MLOCK and the unevictable LRU) are
+// vmstat's nr_mlock and nr_unevictable in 4 KiB pages.
+func TestFixturesAgree(t *testing.T) {
+	mb, err := os.ReadFile("testdata/meminfo.txt")
+	if err != nil {
+		t.Fatal(err)
+	}
+	vb, err := os.ReadFile("testdata/vmstat.txt")
+	if err != nil {
+		t.Fatal(err)
+	}
+	mi, err := ParseMeminfo(mb)
+	if err != nil {
+		t.Fatal(err)
+	}
+	vs, err := ParseVMStat(vb)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if mi.Mlocked != vs.NrMlock*4096 || mi.Unevictable != vs.NrUnevictable*4096 {
+		t.Errorf("meminfo Mlocked %d Unevictable %d bytes; vmstat nr_mlock %d nr_unevictable %d pages",
+			mi.Mlocked, mi.Unevictable, vs.NrMlock, vs.NrUnevictable)
+	}
+}
