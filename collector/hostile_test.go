@@ -3,6 +3,7 @@ package collector
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"os"
@@ -554,8 +555,11 @@ func TestHostileMemoryBounded(t *testing.T) {
 }
 
 // FuzzSystemMeminfo runs the whole system collector, file reading included,
-// over fuzzed /proc/meminfo contents: it must fail with an error, never
-// panic (the collector framework would recover, but must not have to).
+// over fuzzed /proc/meminfo contents. It never panics (the collector
+// framework would recover, but must not have to); a meminfo it refuses
+// fails the collector with ErrMalformed or ErrTooLarge and sends none of
+// the three meminfo series, and one it accepts sends each of them once:
+// never a partial set from a half-read file.
 func FuzzSystemMeminfo(f *testing.F) {
 	good, err := os.ReadFile(filepath.Join("testdata", "proc", "meminfo"))
 	if err != nil {
@@ -581,6 +585,7 @@ func FuzzSystemMeminfo(f *testing.F) {
 	if err != nil {
 		f.Fatal(err)
 	}
+	sc := c.(*systemCollector)
 	f.Fuzz(func(t *testing.T, b []byte) {
 		if err := os.WriteFile(filepath.Join(cfg.ProcPath, "meminfo"), b, 0o644); err != nil {
 			t.Fatal(err)
@@ -588,15 +593,28 @@ func FuzzSystemMeminfo(f *testing.F) {
 		ch := make(chan prometheus.Metric, 1024)
 		err := c.Update(context.Background(), &Scrape{}, ch)
 		close(ch)
-		n := 0
+		meminfoSeries := map[*prometheus.Desc]int{}
 		for m := range ch {
-			n++
-			if m.Desc() == nil {
+			switch d := m.Desc(); d {
+			case nil:
 				t.Fatal("metric without a descriptor")
+			case sc.memTotal, sc.mlocked, sc.unevictable:
+				meminfoSeries[d]++
 			}
 		}
-		if err != nil && n > 0 {
-			return // meminfo's metrics were sent before vmstat or a node failed
+		if err != nil {
+			if !errors.Is(err, linux.ErrMalformed) && !errors.Is(err, linux.ErrTooLarge) {
+				t.Fatalf("refused with %v, want ErrMalformed or ErrTooLarge", err)
+			}
+			if len(meminfoSeries) > 0 {
+				t.Fatalf("meminfo series sent with the error %v", err)
+			}
+			return
+		}
+		for _, d := range []*prometheus.Desc{sc.memTotal, sc.mlocked, sc.unevictable} {
+			if meminfoSeries[d] != 1 {
+				t.Fatalf("%v sent %d times", d, meminfoSeries[d])
+			}
 		}
 	})
 }

@@ -35,19 +35,29 @@ func ParseMemlockLimit(b []byte) (Limit, error) {
 	return Limit{}, malformed("limits", "no %q row", row)
 }
 
+// parseLimitValue parses one column of a limits row: blanks, then a number
+// or "unlimited", then a blank or the end of the line
+// (fs/proc/base.c proc_pid_limits: "%-25s %-20s %-20s %-10s").
 func parseLimitValue(b []byte) (uint64, []byte, bool) {
 	i := 0
 	for i < len(b) && (b[i] == ' ' || b[i] == '\t') {
 		i++
 	}
-	if hasPrefix(b[i:], "unlimited") {
-		return Unlimited, b[i+len("unlimited"):], true
-	}
-	v, rest, ok := parseUint(b[i:])
-	if ok && len(rest) > 0 && rest[0] != ' ' && rest[0] != '\t' {
+	if i == 0 {
 		return 0, nil, false
 	}
-	return v, rest, ok
+	var v uint64
+	var rest []byte
+	ok := hasPrefix(b[i:], "unlimited")
+	if ok {
+		v, rest = Unlimited, b[i+len("unlimited"):]
+	} else {
+		v, rest, ok = parseUint(b[i:])
+	}
+	if !ok || len(rest) > 0 && rest[0] != ' ' && rest[0] != '\t' {
+		return 0, nil, false
+	}
+	return v, rest, true
 }
 
 // MemlockRlimit returns the RLIMIT_MEMLOCK of the process (or thread) pid by

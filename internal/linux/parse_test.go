@@ -282,3 +282,22 @@ func TestFixturesAgree(t *testing.T) {
 			mi.Mlocked, mi.Unevictable, vs.NrMlock, vs.NrUnevictable)
 	}
 }
+
+// TestParseMemlockLimitNeedsColumns: the kernel writes the row's columns
+// apart ("%-25s %-20s %-20s %-10s", fs/proc/base.c proc_pid_limits); a row
+// whose values run into the name or each other is not its.
+func TestParseMemlockLimitNeedsColumns(t *testing.T) {
+	for _, in := range []string{
+		"Max locked memoryunlimitedunlimited\n",
+		"Max locked memory         unlimitedunlimited bytes\n",
+		"Max locked memory         8388608x 8388608 bytes\n",
+	} {
+		if _, err := ParseMemlockLimit([]byte(in)); !errors.Is(err, ErrMalformed) {
+			t.Errorf("%q: %v, want ErrMalformed", in, err)
+		}
+	}
+	l, err := ParseMemlockLimit([]byte("Max locked memory         unlimited            8388608              bytes     \n"))
+	if err != nil || l.Soft != Unlimited || l.Hard != 8388608 {
+		t.Errorf("kernel row: %+v, %v", l, err)
+	}
+}
