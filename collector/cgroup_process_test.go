@@ -15,7 +15,7 @@ import (
 func TestCgroupProcessGolden(t *testing.T) {
 	for _, tree := range cgroupTrees {
 		t.Run(tree, func(t *testing.T) {
-			cgroupGolden(t, cgroupTreeConfig(tree), "process", "memlock_process_", filepath.Join("testdata", tree, "process.prom"))
+			assertGolden(t, cgroupTreeConfig(tree), "process", "memlock_process_", filepath.Join("testdata", tree, "process.prom"))
 		})
 	}
 }

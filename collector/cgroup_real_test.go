@@ -59,6 +59,9 @@ func TestCgroupMlockHelper(t *testing.T) {
 // It also checks, on the real kernel, the claim the walk's pruning rests on:
 // v1's total_unevictable covers descendants, unevictable does not.
 func TestCgroupRealV1(t *testing.T) {
+	if testing.Short() {
+		t.Skip("-short: creates real cgroups and waits for memcg statistics")
+	}
 	if os.Geteuid() != 0 {
 		t.Skip("creating a memory cgroup needs root")
 	}

@@ -15,7 +15,6 @@ import (
 	"github.com/memlock-exporter/memlock_exporter/internal/linux"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
-	"github.com/prometheus/common/expfmt"
 )
 
 // The cgroup fixture trees, each a host's /proc and /sys reduced to what the
@@ -39,58 +38,16 @@ func cgroupTreeConfig(tree string) Config {
 	return cfg
 }
 
-// cgroupGolden gathers the named collector on a fixture tree and compares
-// the families whose names start with prefix (and the collector's success)
-// with testdata/<tree>/<file>, rewritten by -update (the flag is defined in
-// collector_test.go).
-func cgroupGolden(t *testing.T, cfg Config, collector, prefix, path string) {
-	t.Helper()
-	reg := prometheus.NewPedanticRegistry()
-	reg.MustRegister(newExporter(t, cfg, collector))
-	mfs, err := reg.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	var names []string
-	var buf bytes.Buffer
-	for _, mf := range mfs {
-		if !strings.HasPrefix(mf.GetName(), prefix) && mf.GetName() != "memlock_scrape_collector_success" {
-			continue
-		}
-		names = append(names, mf.GetName())
-		if _, err := expfmt.MetricFamilyToText(&buf, mf); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if !strings.Contains(buf.String(), `memlock_scrape_collector_success{collector="`+collector+`"} 1`) {
-		t.Errorf("collector %s failed on %s:\n%s", collector, cfg.SysPath, buf.String())
-	}
-	if *update {
-		if err := os.WriteFile(path, buf.Bytes(), 0o644); err != nil {
-			t.Fatal(err)
-		}
-		return
-	}
-	f, err := os.Open(path)
-	if err != nil {
-		t.Fatalf("%v (go test ./collector -run Cgroup -update writes it)", err)
-	}
-	defer f.Close()
-	if err := testutil.GatherAndCompare(reg, f, names...); err != nil {
-		t.Errorf("%s (go test ./collector -run Cgroup -update rewrites it): %v", path, err)
-	}
-}
-
 func TestCgroupGolden(t *testing.T) {
 	for _, tree := range cgroupTrees {
 		t.Run(tree, func(t *testing.T) {
 			cfg := cgroupTreeConfig(tree)
-			cgroupGolden(t, cfg, "cgroup", "memlock_cgroup", filepath.Join("testdata", tree, "cgroup.prom"))
+			assertGolden(t, cfg, "cgroup", "memlock_cgroup", filepath.Join("testdata", tree, "cgroup.prom"))
 
 			// Include names cgroups without unevictable memory, some of them
 			// below a subtree the walk would otherwise skip.
 			cfg.Cgroup.Include = regexp.MustCompile(`^(?:/system\.slice/sshd\.service|/user\.slice/user-0\.slice|/kubepods(\.slice)?/kubepods-besteffort(\.slice)?|/kubepods/burstable)$`)
-			cgroupGolden(t, cfg, "cgroup", "memlock_cgroup", filepath.Join("testdata", tree, "cgroup_include.prom"))
+			assertGolden(t, cfg, "cgroup", "memlock_cgroup", filepath.Join("testdata", tree, "cgroup_include.prom"))
 
 		})
 	}
@@ -240,6 +197,9 @@ func TestCgroupNonUTF8Name(t *testing.T) {
 // (--collector.cgroup.include=.*) answers with at most MaxCgroups cgroups'
 // series and counts the others; the first reported is the root.
 func TestCgroupCap(t *testing.T) {
+	if testing.Short() {
+		t.Skip("-short: builds and walks a tree of 900 cgroups")
+	}
 	const pods, max = 300, 100
 	const cgroups = 3 + 3*pods // root, kubepods, the QoS slice, 3 per pod
 	cfg := DefaultConfig()

@@ -18,7 +18,6 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/common/expfmt"
 	"golang.org/x/sys/unix"
 
 	"github.com/memlock-exporter/memlock_exporter/internal/linux"
@@ -82,20 +81,8 @@ func scrapeOnce(e *Exporter, timeout time.Duration) (string, error) {
 	if err := reg.Register(c); err != nil {
 		return "", err
 	}
-	mfs, err := reg.Gather()
-	if err != nil {
-		return "", err
-	}
-	var buf bytes.Buffer
-	for _, mf := range mfs {
-		if mf.GetName() == "memlock_scrape_collector_duration_seconds" {
-			continue
-		}
-		if _, err := expfmt.MetricFamilyToText(&buf, mf); err != nil {
-			return "", err
-		}
-	}
-	return buf.String(), nil
+	b, err := renderText(reg, func(string) bool { return true })
+	return string(b), err
 }
 
 func success(out, collector string) string {
@@ -240,6 +227,9 @@ func hasSeries(out, metric, pid string) bool {
 }
 
 func TestHostileProcfs(t *testing.T) {
+	if testing.Short() {
+		t.Skip("-short: scrapes every hostile procfs layout")
+	}
 	for _, f := range hostileFiles {
 		for _, m := range manglings {
 			t.Run(strings.ReplaceAll(f.rel, "/", "_")+"/"+m.name, func(t *testing.T) {
@@ -380,6 +370,9 @@ func checkUnreadable(t *testing.T, out string) {
 // returns, every collector reports a success of 0 or 1, the untouched
 // process is always reported and the user collector always succeeds.
 func TestHostileReplacedMidScrape(t *testing.T) {
+	if testing.Short() {
+		t.Skip("-short: races file replacement against scrapes")
+	}
 	cfg := hostileConfig(t)
 	targets := []string{"meminfo", "vmstat", "sysvipc/shm", "100/status", "100/limits", "100/smaps_rollup"}
 	valid := map[string][]byte{}
@@ -514,6 +507,9 @@ func TestHostileReplacedMidScrape(t *testing.T) {
 // one scrape allocates, and the heap after it, must not grow with the
 // files (os.ReadFile read them whole; /dev/zero without end).
 func TestHostileMemoryBounded(t *testing.T) {
+	if testing.Short() {
+		t.Skip("-short: scrapes huge files to bound memory")
+	}
 	cfg := hostileConfig(t)
 	const fileSize = 32 << 20
 	for _, p := range []string{
