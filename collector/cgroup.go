@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
+	"sync"
 
 	"github.com/memlock-exporter/memlock_exporter/internal/linux"
 	"github.com/prometheus/client_golang/prometheus"
@@ -38,6 +39,9 @@ type cgroupCollector struct {
 	max           int
 	logger        *slog.Logger
 	bufs          bufPool
+
+	mu    sync.Mutex
+	found *linux.MemoryHierarchy // once found
 
 	unevictable, subtree *prometheus.Desc
 	limit, usage         *prometheus.Desc
@@ -84,52 +88,31 @@ func (c *cgroupCollector) Describe(ch chan<- *prometheus.Desc) {
 	}
 }
 
-// cgroupHierarchy is where the memory controller's hierarchy is mounted.
-type cgroupHierarchy struct {
-	root string
-	v2   bool
-}
-
-// detectCgroupHierarchy finds the memory controller below <sys>/fs/cgroup:
-// the unified hierarchy at the top (cgroup v2), the v1 memory hierarchy in
-// memory/ (pure v1, or hybrid with a controller-less v2 in unified/), or,
-// rarely, a hybrid whose unified/ hierarchy has the memory controller.
-func detectCgroupHierarchy(sysPath string) (cgroupHierarchy, error) {
-	base := filepath.Join(sysPath, "fs", "cgroup")
-	if b, err := os.ReadFile(filepath.Join(base, "cgroup.controllers")); err == nil {
-		if hasWord(string(b), "memory") {
-			return cgroupHierarchy{root: base, v2: true}, nil
-		}
-		return cgroupHierarchy{}, fmt.Errorf("%s: cgroup v2 without the memory controller: %w", base, ErrNoData)
+// hierarchy finds the memory hierarchy, once: the mounts do not change
+// under a running exporter. A host without the memory controller has no
+// data (ErrNoData) and is asked again next scrape.
+func (c *cgroupCollector) hierarchy() (linux.MemoryHierarchy, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.found != nil {
+		return *c.found, nil
 	}
-	if _, err := os.Stat(filepath.Join(base, "memory", "memory.stat")); err == nil {
-		return cgroupHierarchy{root: filepath.Join(base, "memory")}, nil
+	h, err := linux.FindMemoryHierarchy(c.sysPath)
+	if errors.Is(err, linux.ErrNoMemoryController) {
+		return h, fmt.Errorf("%w: %w", ErrNoData, err)
 	}
-	if b, err := os.ReadFile(filepath.Join(base, "unified", "cgroup.controllers")); err == nil && hasWord(string(b), "memory") {
-		return cgroupHierarchy{root: filepath.Join(base, "unified"), v2: true}, nil
+	if err != nil {
+		return h, err
 	}
-	if _, err := os.Stat(base); err != nil {
-		// No cgroup file system where --path.sysfs says: a mount is
-		// missing, not a source.
-		return cgroupHierarchy{}, err
-	}
-	return cgroupHierarchy{}, fmt.Errorf("no memory cgroup hierarchy below %s: %w", base, ErrNoData)
-}
-
-func hasWord(s, w string) bool {
-	for _, f := range strings.Fields(s) {
-		if f == w {
-			return true
-		}
-	}
-	return false
+	c.found = &h
+	return h, nil
 }
 
 // cgroupWalk is the state of one scrape's walk.
 type cgroupWalk struct {
 	c        *cgroupCollector
 	ctx      context.Context
-	h        cgroupHierarchy
+	h        linux.MemoryHierarchy
 	dir      *linux.Dir
 	r        *linux.Reader
 	ch       chan<- prometheus.Metric
@@ -143,11 +126,11 @@ type cgroupWalk struct {
 }
 
 func (c *cgroupCollector) Update(ctx context.Context, _ *Scrape, ch chan<- prometheus.Metric) error {
-	h, err := detectCgroupHierarchy(c.sysPath)
+	h, err := c.hierarchy()
 	if err != nil {
 		return err
 	}
-	dir, err := linux.OpenDir(h.root)
+	dir, err := linux.OpenDir(h.Root)
 	if err != nil {
 		return err
 	}
@@ -235,13 +218,13 @@ func (w *cgroupWalk) visit(rel string, knownZero bool) (uint64, bool, error) {
 	// part is what its children do not hold. The children are read after
 	// the parent: clamp a race to zero.
 	own := local
-	if w.h.v2 {
+	if w.h.V2 {
 		own = 0
 		if unevictable > children.sum {
 			own = unevictable - children.sum
 		}
 	}
-	if !w.h.v2 || childrenKnown {
+	if !w.h.V2 || childrenKnown {
 		w.reportOwn(lv, own)
 	}
 	return unevictable, haveStat, nil
@@ -256,7 +239,7 @@ type childSum struct {
 // hierarchical unevictable bytes; known is false where one could not be read.
 func (w *cgroupWalk) visitChildren(rel string, zero bool) (childSum, bool) {
 	var cs childSum
-	f, err := os.Open(filepath.Join(w.h.root, rel))
+	f, err := os.Open(filepath.Join(w.h.Root, rel))
 	if err != nil {
 		if !vanished(err) {
 			w.fail(err)
@@ -319,14 +302,14 @@ func (w *cgroupWalk) report(rel, cg string, unevictable uint64) []string {
 	w.reported++
 
 	limitFile, usageFile := "memory.limit_in_bytes", "memory.usage_in_bytes"
-	if w.h.v2 {
+	if w.h.V2 {
 		limitFile, usageFile = "memory.max", "memory.current"
 	}
 	// The v2 root has neither file: it has no limit, and its usage is the
 	// host's.
 	if v, ok := w.readValue(rel, limitFile); ok {
 		limit := float64(v)
-		if v == linux.Unlimited || !w.h.v2 && linux.CgroupV1Unlimited(v) {
+		if v == linux.Unlimited || !w.h.V2 && linux.CgroupV1Unlimited(v) {
 			limit = math.Inf(1)
 		}
 		w.ch <- prometheus.MustNewConstMetric(w.c.limit, prometheus.GaugeValue, limit, lv...)

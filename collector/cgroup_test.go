@@ -95,19 +95,19 @@ func TestDetectCgroupHierarchy(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			sys := mk(t, tc.files)
-			h, err := detectCgroupHierarchy(sys)
+			h, err := linux.FindMemoryHierarchy(sys)
 			if tc.err {
 				// A host without the memory controller has no data, which
 				// is not a failure.
-				if !errors.Is(err, ErrNoData) {
-					t.Fatalf("got %+v, %v, want ErrNoData", h, err)
+				if !errors.Is(err, linux.ErrNoMemoryController) {
+					t.Fatalf("got %+v, %v, want ErrNoMemoryController", h, err)
 				}
 				return
 			}
 			if err != nil {
 				t.Fatal(err)
 			}
-			if want := filepath.Join(sys, "fs", "cgroup", tc.root); h.root != want || h.v2 != tc.v2 {
+			if want := filepath.Join(sys, "fs", "cgroup", tc.root); h.Root != want || h.V2 != tc.v2 {
 				t.Errorf("got %+v, want root %s v2 %v", h, want, tc.v2)
 			}
 		})
@@ -229,11 +229,11 @@ func TestCgroupCap(t *testing.T) {
 func TestCgroupOwnSumsToRoot(t *testing.T) {
 	for _, tree := range cgroupTrees {
 		cfg := cgroupTreeConfig(tree)
-		h, err := detectCgroupHierarchy(cfg.SysPath)
+		h, err := linux.FindMemoryHierarchy(cfg.SysPath)
 		if err != nil {
 			t.Fatal(err)
 		}
-		b, err := os.ReadFile(filepath.Join(h.root, "memory.stat"))
+		b, err := os.ReadFile(filepath.Join(h.Root, "memory.stat"))
 		if err != nil {
 			t.Fatal(err)
 		}
