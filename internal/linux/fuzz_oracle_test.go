@@ -86,7 +86,7 @@ func FuzzLimitsAgainstProcfs(f *testing.F) {
 		if perr != nil {
 			t.Fatal(perr)
 		}
-		theirs, perr := p.NewLimits()
+		theirs, perr := p.Limits()
 		if perr != nil {
 			return
 		}
