@@ -250,3 +250,27 @@ func TestBPFFallback(t *testing.T) {
 		t.Errorf("want one INFO line with reason=permission, got %d:\n%s", n, logs)
 	}
 }
+
+// TestBPFOtherPidNamespace: a --path.procfs whose self link is not the
+// exporter's pid (here a fixture tree; in a container, the host's /proc
+// without hostPID) shows pids the iterator does not walk: on exits 2
+// saying so, auto serves from that procfs with reason other_pid_namespace.
+func TestBPFOtherPidNamespace(t *testing.T) {
+	requireLinuxProc(t)
+	requireBPF(t)
+	bin, _ := sharedBuild(t)
+	const fixture = "../../collector/testdata/proc"
+	if _, err := os.Stat(fixture); err != nil {
+		t.Skip(err)
+	}
+	out, err := exec.Command(bin, "--web.listen-address=127.0.0.1:0", "--collector.bpf=on", "--path.procfs="+fixture).CombinedOutput()
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) || ee.ExitCode() != 2 || !strings.Contains(string(out), "another pid namespace") {
+		t.Errorf("--collector.bpf=on with a procfs of another pid namespace: %v, want exit 2 naming it\n%s", err, out)
+	}
+	e := startExporter(t, bin, -1, "--collector.bpf=auto", "--path.procfs="+fixture)
+	mfs := e.scrape(t)
+	if _, ok := value(mfs, "memlock_scan_source_info", map[string]string{"source": "procfs", "reason": "other_pid_namespace"}); !ok {
+		t.Errorf("no memlock_scan_source_info{source=\"procfs\",reason=\"other_pid_namespace\"}")
+	}
+}
