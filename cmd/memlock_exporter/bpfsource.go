@@ -5,12 +5,17 @@ import (
 	"fmt"
 	"log/slog"
 	"runtime/debug"
+	"time"
 
 	"github.com/alecthomas/kingpin/v2"
 
 	"github.com/memlock-exporter/memlock_exporter/collector"
 	"github.com/memlock-exporter/memlock_exporter/internal/bpf"
 )
+
+// loadTime is how long bpf.Open took (BTF parse, CO-RE, verifier, link),
+// for the start-up log line.
+var loadTime time.Duration
 
 // bpfModes are --collector.bpf's values.
 var bpfModes = []string{"auto", "on", "off"}
@@ -36,7 +41,9 @@ func openTasks(mode string, enabled []string, cfg *collector.Config) (m *bpf.Mod
 	if !need {
 		return nil, nil, nil
 	}
+	start := time.Now()
 	m, err := bpf.Open()
+	loadTime = time.Since(start)
 	// Loading parsed the kernel's BTF (several MiB, and the mmap of
 	// /sys/kernel/btf/vmlinux, released by a cleanup after a GC): give
 	// it back now rather than at the runtime's leisure.
@@ -86,7 +93,7 @@ func logScanSource(exp *collector.Exporter, loadErr error, logger *slog.Logger) 
 		return
 	}
 	if source == collector.SourceBPF {
-		logger.Info("per-process numbers from the BPF task iterator", "scan_source", source)
+		logger.Info("per-process numbers from the BPF task iterator", "scan_source", source, "load_seconds", loadTime.Seconds())
 		return
 	}
 	args := []any{"scan_source", source, "reason", reason}
