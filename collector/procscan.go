@@ -280,7 +280,7 @@ func (ps *processScanner) account(res *processScan, r *linux.Reader, dir *linux.
 			if e.pass.initialNS {
 				charged = 0
 			}
-		} else if initial, err := ps.readUserNS(r, dir, &e); err != nil {
+		} else if initial, err := ps.readUserNS(r, dir, e.pid, e.tid, &e.name); err != nil {
 			if reason := classify(err); reason != "vanished" {
 				res.fail("uid_map", reason)
 			}
@@ -326,14 +326,11 @@ func (ps *processScanner) account(res *processScan, r *linux.Reader, dir *linux.
 	})
 }
 
-// readUserNS asks whether e's process is in the initial user namespace.
-// e.name may point into r's buffer, which that read overwrites: it is
-// copied first.
-func (ps *processScanner) readUserNS(r *linux.Reader, dir *linux.Dir, e *procEntry) (bool, error) {
-	name := make([]byte, len(e.name))
-	copy(name, e.name)
-	e.name = name
-	return ps.userNS.Initial(r, dir, e.pid, e.tid)
+// readUserNS asks whether pid is in the initial user namespace. name may
+// point into r's buffer, which that read overwrites: it is copied first.
+func (ps *processScanner) readUserNS(r *linux.Reader, dir *linux.Dir, pid, tid int, name *[]byte) (bool, error) {
+	*name = append([]byte(nil), *name...)
+	return ps.userNS.Initial(r, dir, pid, tid)
 }
 
 // addSat adds b to a, saturating at the maximum, and says whether it did
