@@ -40,10 +40,11 @@ const promOperatorModule = "github.com/prometheus-operator/prometheus-operator@v
 // (dry-run), so that Pod Security admission, the priority class and the
 // service account are checked as the kubelet's pods would be: accepted in
 // the namespace as labelled, rejected in one that enforces "baseline".
-// An object with an unknown field must be rejected.
+// An object with an unknown field must be rejected. The Helm chart's
+// default and every-part-on renders go through the same (with HELM set).
 //
-// It runs only under make test-apiserver, which builds the two binaries
-// and sets KUBE_APISERVER and ETCD; without them it skips.
+// It runs only under make test-apiserver, which builds the binaries and
+// sets KUBE_APISERVER, ETCD and HELM; without the first two it skips.
 func TestAPIServerDryRun(t *testing.T) {
 	apiserverBin, etcdBin := os.Getenv("KUBE_APISERVER"), os.Getenv("ETCD")
 	if apiserverBin == "" || etcdBin == "" {
@@ -66,8 +67,27 @@ func TestAPIServerDryRun(t *testing.T) {
 	}
 	api.waitEstablished(t, "servicemonitors.monitoring.coreos.com", "prometheusrules.monitoring.coreos.com")
 
+	// The kustomize base and overlay, then (with HELM set, as make
+	// test-apiserver does) the chart's default render, in the namespace the
+	// base created as helm install needs, and its render with every part
+	// on, which creates its own namespace.
+	type source struct {
+		dir  string
+		objs func() []map[string]any
+	}
+	var sources []source
 	for _, dir := range []string{"deploy/kubernetes", "deploy/kubernetes/overlays/probes-and-smaps"} {
-		objs := renderObjects(t, dir)
+		sources = append(sources, source{dir, func() []map[string]any { return renderObjects(t, dir) }})
+	}
+	if os.Getenv("HELM") != "" {
+		sources = append(sources,
+			source{"helm template (defaults)", func() []map[string]any { return helmTemplate(t) }},
+			source{"helm template -f " + allOnValues, func() []map[string]any { return helmTemplate(t, "-f", allOnValues) }})
+	} else {
+		t.Log("HELM is not set: the chart's renders are not dry-run")
+	}
+	for _, src := range sources {
+		dir, objs := src.dir, src.objs()
 		// Namespaces and the service account exist for real: dry-run
 		// objects are not stored, and a Pod needs its service account.
 		for _, o := range objs {
