@@ -130,6 +130,22 @@ ETCD           := tools/bin/etcd
 KUBE_RBAC_PROXY_VERSION := v0.22.1
 KUBE_RBAC_PROXY         := tools/bin/kube-rbac-proxy
 
+# test-e2e: a real Prometheus, built from the module tools/go.mod pins for
+# promtool (cmd/prometheus, remove_all_sd, no UI assets), scrapes the
+# exporter every second with probes on and lockers running, with
+# deploy/prometheus's rules loaded (for: shortened to 3s): alerts fire in
+# their failing case and stay quiet in the healthy one, and every
+# dashboard panel query returns data or says why it is empty
+# (tools/checks TestPrometheusEndToEnd). Needs root. CI runs it after make test.
+PROMETHEUS := tools/bin/prometheus
+
+.PHONY: test-e2e
+$(PROMETHEUS): tools/go.mod tools/go.sum
+	cd tools && $(GO) build -tags remove_all_sd -o bin/prometheus github.com/prometheus/prometheus/cmd/prometheus
+
+test-e2e: $(PROMETHEUS)
+	cd tools && PROMETHEUS=$(CURDIR)/$(PROMETHEUS) $(GO) test -count=1 -v -run '^TestPrometheusEndToEnd$$' ./checks/
+
 .PHONY: test-apiserver
 $(KUBE_APISERVER): tools/apiserver/go.mod tools/apiserver/go.sum
 	cd tools/apiserver && $(GO) build -o ../bin/kube-apiserver k8s.io/kubernetes/cmd/kube-apiserver
