@@ -63,6 +63,34 @@ func runLocker(spec string) {
 	}
 }
 
+// execLimitEnv makes the test binary a wrapper: it lowers its soft
+// RLIMIT_MEMLOCK to the variable's value and executes its arguments (the
+// test cannot lower another process's limit without CAP_SYS_RESOURCE).
+const execLimitEnv = "MEMLOCK_E2E_EXEC_SOFT_MEMLOCK"
+
+func execWithLimit(soft string) {
+	fail := func(err error) { fmt.Fprintln(os.Stderr, "exec wrapper:", err); os.Exit(3) }
+	n, err := strconv.ParseUint(soft, 10, 64)
+	if err != nil || len(os.Args) < 2 {
+		fail(fmt.Errorf("%s=%q, args %q", execLimitEnv, soft, os.Args))
+	}
+	var lim unix.Rlimit
+	if err := unix.Getrlimit(unix.RLIMIT_MEMLOCK, &lim); err != nil {
+		fail(err)
+	}
+	lim.Cur = n
+	if err := unix.Setrlimit(unix.RLIMIT_MEMLOCK, &lim); err != nil {
+		fail(err)
+	}
+	var env []string
+	for _, e := range os.Environ() {
+		if !strings.HasPrefix(e, execLimitEnv+"=") {
+			env = append(env, e)
+		}
+	}
+	fail(syscall.Exec(os.Args[1], os.Args[1:], env))
+}
+
 // startLocker runs a locker as uid 65534, which has no capability (so
 // none of CAP_IPC_LOCK: its limit holds), and waits until it has locked.
 // The test binary is copied where uid 65534 may run it (go test's build
@@ -135,7 +163,8 @@ var forLine = regexp.MustCompile(`(?m)^(\s+for:\s*)\S+\s*$`)
 
 // TestPrometheusEndToEnd runs the exporter built from this repository
 // with probes on, three lockers (children that mlock known amounts under
-// known limits, as uid 65534), and a real Prometheus (built from the
+// known limits, as uid 65534), a second exporter whose probes fail (uid
+// 65534 under a 64 KiB memlock limit, probing 1 MiB), and a real Prometheus (built from the
 // module tools/go.mod pins, by make test-e2e) that scrapes it every
 // second with deploy/prometheus's rules loaded, their for: shortened to
 // 3s, plus a second target where nothing listens. Then
@@ -194,6 +223,34 @@ func TestPrometheusEndToEnd(t *testing.T) {
 		"--probe.enable", "--probe.interval=1s", "--probe.size=64KiB",
 		"--probe.modes=mlock,onfault,populate,mlockall", "--log.level=warn")
 
+	// A second exporter whose probes fail: uid 65534 (no CAP_IPC_LOCK)
+	// under a 64 KiB soft limit, probing 1 MiB.
+	exporterCopy := filepath.Join(shared, "memlock_exporter")
+	if b, err := os.ReadFile(bin); err != nil {
+		t.Fatal(err)
+	} else if err := os.WriteFile(exporterCopy, b, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	failingPort := freePort(t)
+	failing := exec.CommandContext(ctx, locker, exporterCopy,
+		fmt.Sprintf("--web.listen-address=127.0.0.1:%d", failingPort),
+		"--probe.enable", "--probe.interval=1s", "--probe.size=1MiB", "--probe.modes=mlock", "--log.level=error")
+	failing.Env = append(os.Environ(), execLimitEnv+"=65536")
+	failing.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65534, Gid: 65534}}
+	var failingLog strings.Builder
+	failing.Stdout, failing.Stderr = &failingLog, &failingLog
+	failing.WaitDelay = 10 * time.Second
+	if err := failing.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = failing.Process.Kill()
+		_ = failing.Wait()
+		if t.Failed() {
+			t.Logf("failing exporter's log:\n%s", failingLog.String())
+		}
+	})
+
 	// The rule files, for: shortened.
 	var ruleFiles []string
 	for _, f := range []string{"rules.yml", "alerts.yml"} {
@@ -211,8 +268,8 @@ rule_files: [%q, %q]
 scrape_configs:
   - job_name: memlock-exporter
     static_configs:
-      - targets: ["127.0.0.1:%d", "127.0.0.1:%d"]
-`, ruleFiles[0], ruleFiles[1], exporterPort, deadPort)
+      - targets: ["127.0.0.1:%d", "127.0.0.1:%d", "127.0.0.1:%d"]
+`, ruleFiles[0], ruleFiles[1], exporterPort, failingPort, deadPort)
 	writeFile(t, filepath.Join(dir, "prometheus.yml"), []byte(cfg))
 	promPort := freePort(t)
 	start(t, ctx, dir, "prometheus", promBin,
@@ -222,6 +279,7 @@ scrape_configs:
 	prom := promAPI(fmt.Sprintf("http://127.0.0.1:%d", promPort))
 	instance := fmt.Sprintf("127.0.0.1:%d", exporterPort)
 	dead := fmt.Sprintf("127.0.0.1:%d", deadPort)
+	failingInstance := fmt.Sprintf("127.0.0.1:%d", failingPort)
 
 	// (b) Alerts: each failing case firing, its healthy neighbour quiet.
 	type want struct{ alert, label, value string }
@@ -229,6 +287,7 @@ scrape_configs:
 		{"MemlockProcessNearLimit", "pid", strconv.Itoa(nearPid)},
 		{"MemlockServiceLockFailed", "pid", strconv.Itoa(failedPid)},
 		{"MemlockExporterDown", "instance", dead},
+		{"MemlockProbeFailing", "instance", failingInstance},
 	}
 	quiet := []want{
 		{"MemlockProcessNearLimit", "pid", strconv.Itoa(healthyPid)},

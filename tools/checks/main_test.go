@@ -34,6 +34,9 @@ func TestMain(m *testing.M) {
 	if spec := os.Getenv(lockerEnv); spec != "" {
 		runLocker(spec) // a child of TestPrometheusEndToEnd; never returns
 	}
+	if soft := os.Getenv(execLimitEnv); soft != "" {
+		execWithLimit(soft) // likewise
+	}
 	flag.Parse()
 	code := m.Run()
 	for _, d := range tempDirs {
