@@ -115,7 +115,9 @@ test-deploy: tools
 # kube-apiserver and etcd on loopback (tools/checks TestAPIServerDryRun):
 # server-side apply with dryRun=All and fieldValidation=Strict for every
 # object, the DaemonSet's pod through Pod Security admission, the
-# Prometheus Operator's CRDs installed from its module; then the overlay's
+# Prometheus Operator's CRDs installed from its module; the Helm chart's
+# default and every-value-on renders the same way, and helm install and
+# upgrade for real into a labelled namespace; then the overlay's
 # exporter behind kube-rbac-proxy, with tokens from that API server, to see
 # who reaches /metrics, /probe and /-/reload (TestRBACProxyGuardsExporter).
 # Both servers are built from the module proxy in a module of their own

@@ -153,6 +153,51 @@ func TestAPIServerDryRun(t *testing.T) {
 			t.Logf("rejected: %s", jsonField(body, "message"))
 		}
 	}
+
+	if os.Getenv("HELM") != "" {
+		helmInstall(t, api)
+	}
+}
+
+// helmInstall runs the README's helm lines for real against the API
+// server (which has no controllers: nothing runs, every object is
+// stored): a namespace labelled for the privileged Pod Security level,
+// helm install into it, then helm upgrade with the probes-and-smaps
+// values. Each must succeed and leave the DaemonSet the render says.
+func helmInstall(t *testing.T, api *apiServer) {
+	t.Helper()
+	dir := t.TempDir()
+	ca := filepath.Join(dir, "ca.crt")
+	writeFile(t, ca, api.caPEM)
+	kubeconfig := filepath.Join(dir, "kubeconfig")
+	writeFile(t, kubeconfig, []byte(fmt.Sprintf(`apiVersion: v1
+kind: Config
+clusters: [{name: test, cluster: {server: %q, certificate-authority: %q}}]
+users: [{name: admin, user: {token: %q}}]
+contexts: [{name: test, context: {cluster: test, user: admin}}]
+current-context: test
+`, api.url, ca, api.token)))
+	const ns = "helm-install"
+	api.mustApply(t, map[string]any{"apiVersion": "v1", "kind": "Namespace", "metadata": map[string]any{"name": ns,
+		"labels": map[string]any{"pod-security.kubernetes.io/enforce": "privileged", "pod-security.kubernetes.io/warn": "privileged", "pod-security.kubernetes.io/audit": "privileged"}}}, false)
+	for _, args := range [][]string{
+		{"install", "memlock-exporter", chartDir, "--namespace", ns},
+		{"upgrade", "memlock-exporter", chartDir, "--namespace", ns, "-f", probesAndSmapsValues},
+	} {
+		out, err := runHelm(t, append(args, "--kubeconfig", kubeconfig, "--wait=false")...)
+		if err != nil {
+			t.Fatalf("helm %v: %v\n%s", args, err, out)
+		}
+		t.Logf("helm %s: %s", args[0], strings.TrimSpace(out))
+		code, body := api.do(t, http.MethodGet, "/apis/apps/v1/namespaces/"+ns+"/daemonsets/memlock-exporter", "", nil)
+		if code != http.StatusOK {
+			t.Fatalf("after helm %s: GET the DaemonSet: %d %s", args[0], code, body)
+		}
+		probes := strings.Contains(body, "--probe.enable")
+		if want := args[0] == "upgrade"; probes != want {
+			t.Errorf("after helm %s: the stored DaemonSet has --probe.enable %v, want %v", args[0], probes, want)
+		}
+	}
 }
 
 // operatorCRDs returns the Prometheus Operator module's CRD directory,
