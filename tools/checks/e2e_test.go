@@ -15,22 +15,31 @@ import (
 	"syscall"
 	"testing"
 	"time"
+	"unsafe"
 
 	"golang.org/x/sys/unix"
 )
 
 // The locker children of TestPrometheusEndToEnd: the test binary itself,
-// re-executed with lockerEnv set to "comm,soft limit bytes,bytes to lock"
-// (TestMain runs runLocker instead of the tests). It names itself comm,
-// lowers its soft RLIMIT_MEMLOCK, mlocks that many bytes of a fresh
-// mapping, says "locked" on stdout and sleeps until killed.
+// re-executed with lockerEnv set to "comm,soft limit bytes,bytes to
+// lock[,bytes to pin]" (TestMain runs runLocker instead of the tests). It
+// names itself comm, lowers its soft RLIMIT_MEMLOCK, mlocks that many
+// bytes of a fresh mapping, registers the bytes to pin as an io_uring
+// buffer, says "locked" on stdout and sleeps until killed.
 const lockerEnv = "MEMLOCK_E2E_LOCKER"
 
 func runLocker(spec string) {
 	fail := func(err error) { fmt.Fprintln(os.Stderr, "locker:", err); os.Exit(3) }
 	parts := strings.Split(spec, ",")
-	if len(parts) != 3 {
+	if len(parts) == 3 {
+		parts = append(parts, "0")
+	}
+	if len(parts) != 4 {
 		fail(fmt.Errorf("spec %q", spec))
+	}
+	pin, err := strconv.Atoi(parts[3])
+	if err != nil {
+		fail(err)
 	}
 	soft, err1 := strconv.ParseUint(parts[1], 10, 64)
 	n, err2 := strconv.Atoi(parts[2])
@@ -55,6 +64,25 @@ func runLocker(spec string) {
 		}
 		if err := unix.Mlock(b); err != nil {
 			fail(err)
+		}
+	}
+	if pin > 0 {
+		// io_uring registered buffers: pinned (VmPin) and charged to the
+		// user against the soft RLIMIT_MEMLOCK (io_uring/rsrc.c).
+		var params [120]byte // struct io_uring_params, zeroed
+		fd, _, errno := unix.Syscall(unix.SYS_IO_URING_SETUP, 4, uintptr(unsafe.Pointer(&params[0])), 0)
+		if errno != 0 {
+			fail(fmt.Errorf("io_uring_setup: %v", errno))
+		}
+		b, err := unix.Mmap(-1, 0, pin, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_PRIVATE|unix.MAP_ANONYMOUS)
+		if err != nil {
+			fail(err)
+		}
+		iov := unix.Iovec{Base: &b[0]}
+		iov.SetLen(pin)
+		const registerBuffers = 0 // IORING_REGISTER_BUFFERS
+		if _, _, errno := unix.Syscall6(unix.SYS_IO_URING_REGISTER, fd, registerBuffers, uintptr(unsafe.Pointer(&iov)), 1, 0, 0); errno != 0 {
+			fail(fmt.Errorf("io_uring_register: %v", errno))
 		}
 	}
 	fmt.Println("locked")
@@ -97,9 +125,15 @@ func execWithLimit(soft string) {
 // directory is root's only).
 func startLocker(t *testing.T, self, comm string, soft, n int) int {
 	t.Helper()
+	return startPinner(t, self, 65534, comm, soft, n, 0)
+}
+
+// startPinner is startLocker as uid, also pinning pin bytes.
+func startPinner(t *testing.T, self string, uid uint32, comm string, soft, n, pin int) int {
+	t.Helper()
 	cmd := exec.Command(self)
-	cmd.Env = append(os.Environ(), fmt.Sprintf("%s=%s,%d,%d", lockerEnv, comm, soft, n))
-	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65534, Gid: 65534}}
+	cmd.Env = append(os.Environ(), fmt.Sprintf("%s=%s,%d,%d,%d", lockerEnv, comm, soft, n, pin))
+	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: uid, Gid: uid}}
 	out, err := cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -163,7 +197,8 @@ var forLine = regexp.MustCompile(`(?m)^(\s+for:\s*)\S+\s*$`)
 
 // TestPrometheusEndToEnd runs the exporter built from this repository
 // with probes on, three lockers (children that mlock known amounts under
-// known limits, as uid 65534), a second exporter whose probes fail (uid
+// known limits, as uid 65534; two of them pin io_uring buffers, one as
+// uid 65533), a second exporter whose probes fail (uid
 // 65534 under a 64 KiB memlock limit, probing 1 MiB), and a real Prometheus (built from the
 // module tools/go.mod pins, by make test-e2e) that scrapes it every
 // second with deploy/prometheus's rules loaded, their for: shortened to
@@ -215,6 +250,10 @@ func TestPrometheusEndToEnd(t *testing.T) {
 	nearPid := startLocker(t, locker, "e2e-nearlimit", mib, mib-64<<10) // 94% of its limit
 	healthyPid := startLocker(t, locker, "e2e-healthy", 8*mib, mib)     // 12.5%
 	failedPid := startLocker(t, locker, "e2e-lockfail", 64<<10, 0)      // locked nothing, 64 KiB limit
+	// io_uring pins, charged per user: uid 65534 above the smallest limit
+	// among its processes (64 KiB), uid 65533 at 12.5% of its only one.
+	pinnerPid := startPinner(t, locker, 65534, "e2e-pinner", mib, 0, mib-64<<10)
+	startPinner(t, locker, 65533, "e2e-pinhealthy", 8*mib, 0, mib)
 
 	exporterPort := freePort(t)
 	start(t, ctx, dir, "exporter", bin,
@@ -288,11 +327,14 @@ scrape_configs:
 		{"MemlockServiceLockFailed", "pid", strconv.Itoa(failedPid)},
 		{"MemlockExporterDown", "instance", dead},
 		{"MemlockProbeFailing", "instance", failingInstance},
+		{"MemlockUserPinnedNearLimit", "uid", "65534"},
 	}
 	quiet := []want{
 		{"MemlockProcessNearLimit", "pid", strconv.Itoa(healthyPid)},
 		{"MemlockServiceLockFailed", "pid", strconv.Itoa(healthyPid)},
 		{"MemlockServiceLockFailed", "pid", strconv.Itoa(nearPid)},
+		{"MemlockServiceLockFailed", "pid", strconv.Itoa(pinnerPid)}, // pins, locks nothing
+		{"MemlockUserPinnedNearLimit", "uid", "65533"},
 		{"MemlockExporterDown", "instance", instance},
 		{"MemlockProbeFailing", "instance", instance},
 		{"MemlockCollectorFailing", "instance", instance},
