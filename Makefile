@@ -12,7 +12,7 @@ STATICCHECK_VERSION := v0.8.2
 # Extra flags for `make run`, e.g. make run ARGS="--log.level=debug".
 ARGS      ?=
 
-.PHONY: all build run test unit vet lint fmt clean fuzz fuzz-short soak bench-probe bench
+.PHONY: all build run test unit vet lint fmt clean fuzz fuzz-short soak bench-probe bench generate check-generate
 
 all: lint test build
 
@@ -63,6 +63,20 @@ fmt:
 
 clean:
 	rm -f $(BIN)
+
+# generate rebuilds the committed BPF objects and their Go bindings
+# (internal/bpf/task_{x86,arm64}_bpfel.{o,go}) from internal/bpf/c with
+# bpf2go and Debian bookworm's clang-14 (apt-get install clang-14 llvm-14).
+# The libbpf headers the C includes are vendored, so nothing else is needed;
+# go build, make run and make test use the committed output and need no clang.
+generate:
+	$(GO) generate ./internal/bpf/
+
+# check-generate fails when the committed BPF output is not what the
+# sources generate (CI runs it before make test).
+check-generate: generate
+	@git diff --exit-code -- internal/bpf || { echo "check-generate: run make generate and commit internal/bpf"; exit 1; }
+	@test -z "$$(git status --porcelain --untracked-files=all -- internal/bpf)" || { git status --short -- internal/bpf; echo "check-generate: untracked generated files"; exit 1; }
 
 # bench runs the harness (bench/): 1,000 and 10,000 real processes, the
 # floor reader against the exporter's scrapes over HTTP, then churn; prints

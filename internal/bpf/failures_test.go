@@ -1,0 +1,207 @@
+package bpf
+
+import (
+	"errors"
+	"runtime"
+	"strconv"
+	"testing"
+
+	"golang.org/x/sys/unix"
+)
+
+// attachFailures attaches the tracepoint programs from a thread with a
+// private mount namespace where tracefs is mounted, if the host has none at
+// /sys/kernel/tracing: attaching reads each tracepoint's id from tracefs.
+func attachFailures(t testing.TB, m *Module) {
+	t.Helper()
+	errc := make(chan error)
+	go func() {
+		runtime.LockOSThread() // never unlocked: the thread leaves with the goroutine
+		var st unix.Statfs_t
+		if unix.Statfs("/sys/kernel/tracing", &st) != nil || st.Type != unix.TRACEFS_MAGIC {
+			if err := unix.Unshare(unix.CLONE_NEWNS); err != nil {
+				errc <- err
+				return
+			}
+			if err := unix.Mount("", "/", "", unix.MS_REC|unix.MS_PRIVATE, ""); err != nil {
+				errc <- err
+				return
+			}
+			if err := unix.Mount("nodev", "/sys/kernel/tracing", "tracefs", 0, ""); err != nil {
+				errc <- err
+				return
+			}
+		}
+		errc <- m.AttachFailures()
+	}()
+	if err := <-errc; err != nil {
+		if errors.Is(err, ErrPermission) || errors.Is(err, unix.EPERM) {
+			t.Skipf("cannot attach tracepoints here: %v", err)
+		}
+		t.Fatal(err)
+	}
+}
+
+// TestFailedMlockCountedOnce: an unprivileged child (fresh uid, no
+// capabilities, RLIMIT_MEMLOCK 64 KiB) locks a page, then asks for 1 MiB
+// more: the failure is counted exactly once, as mlock ENOMEM of that
+// process with those bytes, uid and comm, and the success is counted.
+func TestFailedMlockCountedOnce(t *testing.T) {
+	requireRoot(t)
+	m := openModule(t)
+	attachFailures(t, m)
+	var before FailureCounts
+	if err := m.Failures(&before); err != nil {
+		t.Fatal(err)
+	}
+	uid := freshUID(t)
+	const asked = 1 << 20
+	c := startChild(t, childOpts{uid: uid, memlock: &[2]uint64{64 << 10, 64 << 10}}, "mlock", asked)
+	if _, err := c.stdin.Write([]byte("\n")); err != nil {
+		t.Fatal(err)
+	}
+	c.expect("error 12") // ENOMEM, as the child saw it
+	var after FailureCounts
+	if err := m.Failures(&after); err != nil {
+		t.Fatal(err)
+	}
+	var mine []Failure
+	for _, f := range after.Failures {
+		if int(f.PID) == c.pid {
+			mine = append(mine, f)
+		}
+	}
+	if len(mine) != 1 {
+		t.Fatalf("child %d has %d failure entries: %+v", c.pid, len(mine), mine)
+	}
+	f := mine[0]
+	if f.Syscall != SyscallMlock || f.Errno != unix.ENOMEM || f.Count != 1 || f.LastBytes != asked ||
+		f.UID != uint32(uid) || f.Comm() != "child" || f.LastBootNS == 0 {
+		t.Errorf("failure %+v (%s, %v, comm %q): want mlock ENOMEM once, %d bytes, uid %d", f, f.Syscall, f.Errno, f.Comm(), asked, uid)
+	}
+	if got := after.Successes[SyscallMlock] - before.Successes[SyscallMlock]; got < 1 {
+		t.Errorf("mlock successes rose by %d, the child's first mlock succeeded", got)
+	}
+	if after.DroppedCalls != before.DroppedCalls || after.DroppedFailures != before.DroppedFailures {
+		t.Errorf("dropped %d/%d -> %d/%d", before.DroppedCalls, before.DroppedFailures, after.DroppedCalls, after.DroppedFailures)
+	}
+}
+
+// TestFailuresByCall: each lock call an unprivileged child (fresh uid, no
+// capabilities) makes over its limit is counted once, with the syscall and
+// errno the child saw and the bytes it asked for; a storm of 100,000 failing
+// mlocks of one process is one entry counting all of them.
+func TestFailuresByCall(t *testing.T) {
+	requireRoot(t)
+	m := openModule(t)
+	attachFailures(t, m)
+	const mib = 1 << 20
+	small := &[2]uint64{64 << 10, 64 << 10}
+	for _, tc := range []struct {
+		kind    string
+		arg     uint64
+		limit   *[2]uint64
+		syscall Syscall
+		errno   unix.Errno
+		bytes   uint64
+		count   uint64
+	}{
+		{"mlock2", mib, small, SyscallMlock2, unix.ENOMEM, mib, 1},
+		{"mlockall", 0, small, SyscallMlockall, unix.ENOMEM, 0, 1},
+		{"mmap", mib, small, SyscallMmap, unix.EAGAIN, mib, 1},
+		{"shm", 0, &[2]uint64{0, 0}, SyscallShmctl, unix.EPERM, 0, 1},
+		{"uring", mib, small, SyscallIOURingRegister, unix.ENOMEM, 0, 1},
+		{"storm", 100000, small, SyscallMlock, unix.ENOMEM, mib, 100000},
+	} {
+		t.Run(tc.kind, func(t *testing.T) {
+			uid := freshUID(t)
+			arg := tc.arg
+			if tc.kind == "shm" {
+				id, err := unix.SysvShmGet(unix.IPC_PRIVATE, mib, unix.IPC_CREAT|0o600)
+				if err != nil {
+					t.Skipf("shmget: %v", err)
+				}
+				t.Cleanup(func() { _, _ = unix.SysvShmCtl(id, unix.IPC_RMID, nil) })
+				var ds unix.SysvShmDesc
+				if _, err := unix.SysvShmCtl(id, unix.IPC_STAT, &ds); err != nil {
+					t.Fatal(err)
+				}
+				ds.Perm.Uid, ds.Perm.Gid = uint32(uid), uint32(uid)
+				if _, err := unix.SysvShmCtl(id, unix.IPC_SET, &ds); err != nil {
+					t.Fatal(err)
+				}
+				arg = uint64(id)
+			}
+			c := startChild(t, childOpts{uid: uid, memlock: tc.limit}, "fail-"+tc.kind, arg)
+			if _, err := c.stdin.Write([]byte("\n")); err != nil {
+				t.Fatal(err)
+			}
+			c.expect("error " + strconv.Itoa(int(tc.errno)))
+			var fc FailureCounts
+			if err := m.Failures(&fc); err != nil {
+				t.Fatal(err)
+			}
+			var mine []Failure
+			for _, f := range fc.Failures {
+				if int(f.PID) == c.pid {
+					mine = append(mine, f)
+				}
+			}
+			if len(mine) != 1 {
+				t.Fatalf("child %d has %d failure entries: %+v", c.pid, len(mine), mine)
+			}
+			f := mine[0]
+			if f.Syscall != tc.syscall || f.Errno != tc.errno || f.Count != tc.count || f.LastBytes != tc.bytes || f.UID != uint32(uid) {
+				t.Errorf("got %s %v x%d, %d bytes, uid %d; want %s %v x%d, %d bytes, uid %d",
+					f.Syscall, f.Errno, f.Count, f.LastBytes, f.UID, tc.syscall, tc.errno, tc.count, tc.bytes, uid)
+			}
+			if fc.DroppedCalls != 0 || fc.DroppedFailures != 0 {
+				t.Errorf("dropped calls %d, failures %d", fc.DroppedCalls, fc.DroppedFailures)
+			}
+		})
+	}
+}
+
+// BenchmarkSyscallOverhead: what the failure tracepoints cost the syscalls
+// they watch (mlock+munlock of one locked page) and one they do not
+// (getppid), with the programs detached and attached, in one run:
+//
+//	go test -run '^$' -bench SyscallOverhead -benchtime 200000x -count 5 ./internal/bpf/
+func BenchmarkSyscallOverhead(b *testing.B) {
+	requireRoot(b)
+	m := openModule(b)
+	page, err := unix.Mmap(-1, 0, 4096, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_PRIVATE|unix.MAP_ANONYMOUS)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer unix.Munmap(page)
+	page[0] = 1
+	loops := []struct {
+		name string
+		fn   func()
+	}{
+		{"mlock+munlock", func() {
+			if err := unix.Mlock(page); err != nil {
+				b.Fatal(err)
+			}
+			if err := unix.Munlock(page); err != nil {
+				b.Fatal(err)
+			}
+		}},
+		{"getppid", func() { unix.Getppid() }},
+	}
+	for _, state := range []string{"detached", "attached", "detached-again"} {
+		if state == "attached" {
+			attachFailures(b, m)
+		} else if err := m.DetachFailures(); err != nil {
+			b.Fatal(err)
+		}
+		for _, l := range loops {
+			b.Run(l.name+"/"+state, func(b *testing.B) {
+				for b.Loop() {
+					l.fn()
+				}
+			})
+		}
+	}
+}
