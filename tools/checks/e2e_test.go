@@ -28,6 +28,9 @@ import (
 // buffer, says "locked" on stdout and sleeps until killed.
 const lockerEnv = "MEMLOCK_E2E_LOCKER"
 
+// cgroupEnv names the memory cgroup directory a locker joins first.
+const cgroupEnv = "MEMLOCK_E2E_CGROUP"
+
 func runLocker(spec string) {
 	fail := func(err error) { fmt.Fprintln(os.Stderr, "locker:", err); os.Exit(3) }
 	parts := strings.Split(spec, ",")
@@ -56,6 +59,13 @@ func runLocker(spec string) {
 	lim.Cur = soft
 	if err := unix.Setrlimit(unix.RLIMIT_MEMLOCK, &lim); err != nil {
 		fail(err)
+	}
+	if cg := os.Getenv(cgroupEnv); cg != "" {
+		// Into the cgroup before locking: a v1 memory cgroup keeps
+		// charges where they were made.
+		if err := os.WriteFile(filepath.Join(cg, "cgroup.procs"), []byte(strconv.Itoa(os.Getpid())), 0); err != nil {
+			fail(err)
+		}
 	}
 	if n > 0 {
 		b, err := unix.Mmap(-1, 0, n, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_PRIVATE|unix.MAP_ANONYMOUS)
@@ -128,6 +138,49 @@ func startLocker(t *testing.T, self, comm string, soft, n int) int {
 	return startPinner(t, self, 65534, comm, soft, n, 0)
 }
 
+// startCgroupLocker makes a v1 memory cgroup under the root of the memory
+// hierarchy with a limit, and runs a locker as root (CAP_IPC_LOCK: no
+// RLIMIT_MEMLOCK) that joins it and locks n bytes. It returns the
+// cgroup's path as the exporter labels it.
+func startCgroupLocker(t *testing.T, self, name string, limit, n int) string {
+	t.Helper()
+	const v1 = "/sys/fs/cgroup/memory"
+	if _, err := os.Stat(filepath.Join(v1, "memory.limit_in_bytes")); err != nil {
+		t.Skipf("no v1 memory cgroup hierarchy at %s: %v", v1, err)
+	}
+	rel := fmt.Sprintf("/memlock-e2e-%d-%s", os.Getpid(), name)
+	dir := filepath.Join(v1, rel)
+	if err := os.Mkdir(dir, 0o755); err != nil {
+		t.Skipf("cannot make a memory cgroup: %v", err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "memory.limit_in_bytes"), []byte(strconv.Itoa(limit)), 0); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(self)
+	cmd.Env = append(os.Environ(), fmt.Sprintf("%s=e2e-cg-%s,%d,%d", lockerEnv, name, 8<<20, n), cgroupEnv+"="+dir)
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = cmd.Process.Kill()
+		_ = cmd.Wait()
+		for i := 0; i < 50 && os.Remove(dir) != nil; i++ { // empty once the child is reaped
+			time.Sleep(100 * time.Millisecond)
+		}
+	})
+	buf := make([]byte, 7)
+	if _, err := out.Read(buf); err != nil || string(buf) != "locked\n" {
+		t.Fatalf("cgroup locker %s: %q %v %s", name, buf, err, stderr.String())
+	}
+	return rel
+}
+
 // startPinner is startLocker as uid, also pinning pin bytes.
 func startPinner(t *testing.T, self string, uid uint32, comm string, soft, n, pin int) int {
 	t.Helper()
@@ -198,7 +251,7 @@ var forLine = regexp.MustCompile(`(?m)^(\s+for:\s*)\S+\s*$`)
 // TestPrometheusEndToEnd runs the exporter built from this repository
 // with probes on, three lockers (children that mlock known amounts under
 // known limits, as uid 65534; two of them pin io_uring buffers, one as
-// uid 65533), a second exporter whose probes fail (uid
+// uid 65533; two, as root, in v1 memory cgroups with limits), a second exporter whose probes fail (uid
 // 65534 under a 64 KiB memlock limit, probing 1 MiB), and a real Prometheus (built from the
 // module tools/go.mod pins, by make test-e2e) that scrapes it every
 // second with deploy/prometheus's rules loaded, their for: shortened to
@@ -252,6 +305,10 @@ func TestPrometheusEndToEnd(t *testing.T) {
 	failedPid := startLocker(t, locker, "e2e-lockfail", 64<<10, 0)      // locked nothing, 64 KiB limit
 	// io_uring pins, charged per user: uid 65534 above the smallest limit
 	// among its processes (64 KiB), uid 65533 at 12.5% of its only one.
+	// Unevictable memory against a cgroup's limit: 42 of 48 MiB (87.5%),
+	// and 8 of 64 MiB.
+	nearCgroup := startCgroupLocker(t, locker, "near", 48*mib, 42*mib)
+	healthyCgroup := startCgroupLocker(t, locker, "healthy", 64*mib, 8*mib)
 	pinnerPid := startPinner(t, locker, 65534, "e2e-pinner", mib, 0, mib-64<<10)
 	startPinner(t, locker, 65533, "e2e-pinhealthy", 8*mib, 0, mib)
 
@@ -328,6 +385,7 @@ scrape_configs:
 		{"MemlockExporterDown", "instance", dead},
 		{"MemlockProbeFailing", "instance", failingInstance},
 		{"MemlockUserPinnedNearLimit", "uid", "65534"},
+		{"MemlockCgroupUnevictableNearLimit", "cgroup", nearCgroup},
 	}
 	quiet := []want{
 		{"MemlockProcessNearLimit", "pid", strconv.Itoa(healthyPid)},
@@ -335,6 +393,7 @@ scrape_configs:
 		{"MemlockServiceLockFailed", "pid", strconv.Itoa(nearPid)},
 		{"MemlockServiceLockFailed", "pid", strconv.Itoa(pinnerPid)}, // pins, locks nothing
 		{"MemlockUserPinnedNearLimit", "uid", "65533"},
+		{"MemlockCgroupUnevictableNearLimit", "cgroup", healthyCgroup},
 		{"MemlockExporterDown", "instance", instance},
 		{"MemlockProbeFailing", "instance", instance},
 		{"MemlockCollectorFailing", "instance", instance},
