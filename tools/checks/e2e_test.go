@@ -255,7 +255,8 @@ var forLine = regexp.MustCompile(`(?m)^(\s+for:\s*)\S+\s*$`)
 // with probes on, three lockers (children that mlock known amounts under
 // known limits, as uid 65534; two of them pin io_uring buffers, one as
 // uid 65533; two, as root, in v1 memory cgroups with limits), a second exporter whose probes fail (uid
-// 65534 under a 64 KiB memlock limit, probing 1 MiB), and a real Prometheus (built from the
+// 65534 under a 64 KiB memlock limit, probing 1 MiB) and whose cgroup
+// collector fails (an empty sysfs), and a real Prometheus (built from the
 // module tools/go.mod pins, by make test-e2e) that scrapes it every
 // second with deploy/prometheus's rules loaded, their for: shortened to
 // 3s, plus a second target where nothing listens. Then
@@ -323,17 +324,23 @@ func TestPrometheusEndToEnd(t *testing.T) {
 		"--probe.modes=mlock,onfault,populate,mlockall", "--log.level=warn")
 
 	// A second exporter whose probes fail: uid 65534 (no CAP_IPC_LOCK)
-	// under a 64 KiB soft limit, probing 1 MiB.
+	// under a 64 KiB soft limit, probing 1 MiB; and whose cgroup
+	// collector fails: an empty directory as its sysfs.
 	exporterCopy := filepath.Join(shared, "memlock_exporter")
 	if b, err := os.ReadFile(bin); err != nil {
 		t.Fatal(err)
 	} else if err := os.WriteFile(exporterCopy, b, 0o755); err != nil {
 		t.Fatal(err)
 	}
+	emptySys := filepath.Join(shared, "sys")
+	if err := os.Mkdir(emptySys, 0o755); err != nil {
+		t.Fatal(err)
+	}
 	failingPort := freePort(t)
 	failing := exec.CommandContext(ctx, locker, exporterCopy,
 		fmt.Sprintf("--web.listen-address=127.0.0.1:%d", failingPort),
-		"--probe.enable", "--probe.interval=1s", "--probe.size=1MiB", "--probe.modes=mlock", "--log.level=error")
+		"--probe.enable", "--probe.interval=1s", "--probe.size=1MiB", "--probe.modes=mlock", "--log.level=error",
+		"--path.sysfs="+emptySys) // no memory cgroup hierarchy there: the cgroup collector fails
 	failing.Env = append(os.Environ(), execLimitEnv+"=65536")
 	failing.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65534, Gid: 65534}}
 	var failingLog strings.Builder
@@ -388,6 +395,7 @@ scrape_configs:
 		{"MemlockExporterDown", "instance", dead},
 		{"MemlockProbeFailing", "instance", failingInstance},
 		{"MemlockUserPinnedNearLimit", "uid", "65534"},
+		{"MemlockCollectorFailing", "instance", failingInstance},
 	}
 	quiet := []want{
 		{"MemlockProcessNearLimit", "pid", strconv.Itoa(healthyPid)},
