@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
+	"sync"
 
 	"github.com/memlock-exporter/memlock_exporter/internal/linux"
 	"github.com/prometheus/client_golang/prometheus"
@@ -21,9 +22,16 @@ import (
 //
 // memory.stat is hierarchical where it matters: cgroup v2's "unevictable"
 // and v1's "total_unevictable" cover the cgroup and all its descendants
-// (v1's plain "unevictable" only the cgroup's own pages). So a cgroup with
-// zero has only zeros below it, and the walk skips its subtree: on a node
-// with thousands of cgroups only the few branches that lock memory are read.
+// (v1's plain "unevictable" only the cgroup's own pages; mm/memcontrol-v1.c
+// prints it with memcg_page_state_local). So a cgroup with zero has only
+// zeros below it, and the walk skips its subtree: on a node with thousands
+// of cgroups only the few branches that lock memory are read.
+//
+// Two series say it: subtree_unevictable_bytes is the hierarchical value,
+// the one that counts against the cgroup's own memory limit, and
+// unevictable_bytes is the cgroup's own part (v1: "unevictable"; v2: its
+// "unevictable" minus its children's, read in the same walk), so that
+// sum(memlock_cgroup_unevictable_bytes) counts every page once.
 type cgroupCollector struct {
 	sysPath       string
 	include       *regexp.Regexp
@@ -32,12 +40,16 @@ type cgroupCollector struct {
 	logger        *slog.Logger
 	bufs          bufPool
 
-	unevictable, limit, usage *prometheus.Desc
-	scanned, reported         *prometheus.Desc
-	omitted                   *prometheus.Desc
+	mu    sync.Mutex
+	found *linux.MemoryHierarchy // once found
+
+	unevictable, subtree *prometheus.Desc
+	limit, usage         *prometheus.Desc
+	scanned, reported    *prometheus.Desc
+	omitted              *prometheus.Desc
 }
 
-var cgroupLabels = []string{"cgroup", "pod_uid", "container_id", "qos_class"}
+var cgroupLabels = []string{"cgroup", "pod_uid", "container_id"}
 
 func newCgroupCollector(en *env) (Collector, error) {
 	d := func(name, help string, labels []string) *prometheus.Desc {
@@ -49,11 +61,13 @@ func newCgroupCollector(en *env) (Collector, error) {
 		max:     en.cfg.Cgroup.MaxCgroups,
 		logger:  en.logger,
 		unevictable: d("unevictable_bytes",
-			"Unevictable memory charged to the cgroup and its descendants (memory.stat unevictable in v2, total_unevictable in v1): mlocked pages, SHM_LOCKed segments, ramfs. It counts against the cgroup's memory limit and cannot be reclaimed.", cgroupLabels),
+			"Unevictable memory charged to the cgroup itself, not to its descendants (memory.stat unevictable in v1; in v2 the cgroup's unevictable minus its child cgroups', read in the same scrape): mlocked pages, SHM_LOCKed segments, ramfs. Summing it over cgroups counts each page once.", cgroupLabels),
+		subtree: d("subtree_unevictable_bytes",
+			"Unevictable memory charged to the cgroup and its descendants (memory.stat unevictable in v2, total_unevictable in v1): mlocked pages, SHM_LOCKed segments, ramfs. It counts against the cgroup's memory limit and cannot be reclaimed; a parent repeats its children's, so do not sum it over cgroups.", cgroupLabels),
 		limit: d("memory_limit_bytes",
 			"Memory limit of the cgroup (memory.max in v2, memory.limit_in_bytes in v1); +Inf when unlimited.", cgroupLabels),
 		usage: d("memory_usage_bytes",
-			"Memory charged to the cgroup and its descendants (memory.current in v2, memory.usage_in_bytes in v1).", cgroupLabels),
+			"Memory charged to the cgroup and its descendants (memory.current in v2, memory.usage_in_bytes in v1); a parent repeats its children's, so do not sum it over cgroups.", cgroupLabels),
 		scanned: prometheus.NewDesc("memlock_cgroups_scanned",
 			"Cgroups whose memory.stat was read in the last scrape; subtrees without unevictable memory are skipped.", nil, nil),
 		reported: prometheus.NewDesc("memlock_cgroups_reported",
@@ -69,52 +83,36 @@ func newCgroupCollector(en *env) (Collector, error) {
 }
 
 func (c *cgroupCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{c.unevictable, c.limit, c.usage, c.scanned, c.reported, c.omitted} {
+	for _, d := range []*prometheus.Desc{c.unevictable, c.subtree, c.limit, c.usage, c.scanned, c.reported, c.omitted} {
 		ch <- d
 	}
 }
 
-// cgroupHierarchy is where the memory controller's hierarchy is mounted.
-type cgroupHierarchy struct {
-	root string
-	v2   bool
-}
-
-// detectCgroupHierarchy finds the memory controller below <sys>/fs/cgroup:
-// the unified hierarchy at the top (cgroup v2), the v1 memory hierarchy in
-// memory/ (pure v1, or hybrid with a controller-less v2 in unified/), or,
-// rarely, a hybrid whose unified/ hierarchy has the memory controller.
-func detectCgroupHierarchy(sysPath string) (cgroupHierarchy, error) {
-	base := filepath.Join(sysPath, "fs", "cgroup")
-	if b, err := os.ReadFile(filepath.Join(base, "cgroup.controllers")); err == nil {
-		if hasWord(string(b), "memory") {
-			return cgroupHierarchy{root: base, v2: true}, nil
-		}
-		return cgroupHierarchy{}, fmt.Errorf("%s: cgroup v2 without the memory controller", base)
+// hierarchy finds the memory hierarchy, once: the mounts do not change
+// under a running exporter. A host without the memory controller has no
+// data (ErrNoData) and is asked again next scrape.
+func (c *cgroupCollector) hierarchy() (linux.MemoryHierarchy, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.found != nil {
+		return *c.found, nil
 	}
-	if _, err := os.Stat(filepath.Join(base, "memory", "memory.stat")); err == nil {
-		return cgroupHierarchy{root: filepath.Join(base, "memory")}, nil
+	h, err := linux.FindMemoryHierarchy(c.sysPath)
+	if errors.Is(err, linux.ErrNoMemoryController) {
+		return h, fmt.Errorf("%w: %w", ErrNoData, err)
 	}
-	if b, err := os.ReadFile(filepath.Join(base, "unified", "cgroup.controllers")); err == nil && hasWord(string(b), "memory") {
-		return cgroupHierarchy{root: filepath.Join(base, "unified"), v2: true}, nil
+	if err != nil {
+		return h, err
 	}
-	return cgroupHierarchy{}, fmt.Errorf("no memory cgroup hierarchy below %s", base)
-}
-
-func hasWord(s, w string) bool {
-	for _, f := range strings.Fields(s) {
-		if f == w {
-			return true
-		}
-	}
-	return false
+	c.found = &h
+	return h, nil
 }
 
 // cgroupWalk is the state of one scrape's walk.
 type cgroupWalk struct {
 	c        *cgroupCollector
 	ctx      context.Context
-	h        cgroupHierarchy
+	h        linux.MemoryHierarchy
 	dir      *linux.Dir
 	r        *linux.Reader
 	ch       chan<- prometheus.Metric
@@ -128,11 +126,11 @@ type cgroupWalk struct {
 }
 
 func (c *cgroupCollector) Update(ctx context.Context, _ *Scrape, ch chan<- prometheus.Metric) error {
-	h, err := detectCgroupHierarchy(c.sysPath)
+	h, err := c.hierarchy()
 	if err != nil {
 		return err
 	}
-	dir, err := linux.OpenDir(h.root)
+	dir, err := linux.OpenDir(h.Root)
 	if err != nil {
 		return err
 	}
@@ -142,7 +140,7 @@ func (c *cgroupCollector) Update(ctx context.Context, _ *Scrape, ch chan<- prome
 	r := bufs.r
 
 	w := &cgroupWalk{c: c, ctx: ctx, h: h, dir: dir, r: r, ch: ch}
-	walkErr := w.visit("", false)
+	_, _, walkErr := w.visit("", false)
 	ch <- prometheus.MustNewConstMetric(c.scanned, prometheus.GaugeValue, float64(w.scanned))
 	ch <- prometheus.MustNewConstMetric(c.reported, prometheus.GaugeValue, float64(w.reported))
 	ch <- prometheus.MustNewConstMetric(c.omitted, prometheus.GaugeValue, float64(w.omitted))
@@ -172,14 +170,15 @@ const ctxCheckCgroups = 64
 // the root), reports it if it qualifies and walks its children. knownZero
 // says the parent had no unevictable memory, so neither has this cgroup:
 // it is visited only because Include may name it or a descendant, and its
-// memory.stat is not read.
-func (w *cgroupWalk) visit(rel string, knownZero bool) error {
+// memory.stat is not read. It returns the cgroup's hierarchical
+// unevictable bytes and whether they are known, for the parent's own part.
+func (w *cgroupWalk) visit(rel string, knownZero bool) (uint64, bool, error) {
 	if w.visited%ctxCheckCgroups == 0 && w.ctx.Err() != nil {
-		return w.ctx.Err()
+		return 0, false, w.ctx.Err()
 	}
 	w.visited++
 	cg := "/" + rel
-	var unevictable uint64
+	var unevictable, local uint64
 	haveStat := knownZero
 	if !knownZero {
 		b, err := w.r.ReadFile(w.dir, join(rel, "memory.stat"))
@@ -189,45 +188,85 @@ func (w *cgroupWalk) visit(rel string, knownZero bool) error {
 		}
 		switch {
 		case err == nil:
-			unevictable, haveStat = w.stat.Hierarchical(), true
+			unevictable, local, haveStat = w.stat.Hierarchical(), w.stat.Unevictable, true
 		case rel == "" && vanished(err):
 			// Some kernels have no memory.stat at the v2 root: walk on
 			// without knowing the total.
 		case vanished(err):
-			return nil
+			// Removed, or (v2) a child of a cgroup that does not enable
+			// the memory controller for it: its pages are charged above.
+			return 0, true, nil
 		default:
 			w.fail(fmt.Errorf("%s: %w", cg, err))
-			return nil
+			return 0, false, nil
 		}
 	}
+	var lv []string
 	if haveStat && (unevictable > 0 || w.c.include != nil && w.c.include.MatchString(cg)) {
-		w.report(rel, cg, unevictable)
+		lv = w.report(rel, cg, unevictable)
 	}
 	zero := haveStat && unevictable == 0
 	if zero && !w.mayMatchBelow(cg) {
-		return nil
+		w.reportOwn(lv, 0)
+		return 0, true, nil
 	}
-	f, err := os.Open(filepath.Join(w.h.root, rel))
+	children, childrenKnown := w.visitChildren(rel, zero)
+	if children.err != nil {
+		return 0, false, children.err
+	}
+	// v1 gives the cgroup's own pages; v2 only the subtree's, so its own
+	// part is what its children do not hold. The children are read after
+	// the parent: clamp a race to zero.
+	own := local
+	if w.h.V2 {
+		own = 0
+		if unevictable > children.sum {
+			own = unevictable - children.sum
+		}
+	}
+	if !w.h.V2 || childrenKnown {
+		w.reportOwn(lv, own)
+	}
+	return unevictable, haveStat, nil
+}
+
+type childSum struct {
+	sum uint64
+	err error
+}
+
+// visitChildren walks the child cgroups of rel and adds up their
+// hierarchical unevictable bytes; known is false where one could not be read.
+func (w *cgroupWalk) visitChildren(rel string, zero bool) (childSum, bool) {
+	var cs childSum
+	f, err := os.Open(filepath.Join(w.h.Root, rel))
 	if err != nil {
 		if !vanished(err) {
 			w.fail(err)
+			return cs, false
 		}
-		return nil
+		return cs, true
 	}
 	entries, err := f.ReadDir(-1)
 	f.Close()
+	known := true
 	if err != nil && !vanished(err) {
 		w.fail(err)
+		known = false
 	}
 	for _, e := range entries {
 		if !e.IsDir() {
 			continue
 		}
-		if err := w.visit(join(rel, e.Name()), zero); err != nil {
-			return err
+		v, ok, err := w.visit(join(rel, e.Name()), zero)
+		if err != nil {
+			cs.err = err
+			return cs, false
 		}
+		cs.sum += v
+		known = known && ok
 	}
-	return nil
+	return cs, known
 }
 
 // mayMatchBelow reports whether Include could match a cgroup below cg,
@@ -248,32 +287,43 @@ func join(rel, name string) string {
 	return rel + "/" + name
 }
 
-func (w *cgroupWalk) report(rel, cg string, unevictable uint64) {
+// report sends the series of a qualifying cgroup but its own unevictable
+// bytes, which are known only after its children are read, and returns
+// their label values; nil when --collector.cgroup.max-cgroups leaves it out.
+func (w *cgroupWalk) report(rel, cg string, unevictable uint64) []string {
 	if w.c.max > 0 && w.reported >= w.c.max {
 		w.omitted++
-		return
+		return nil
 	}
 	id := linux.ParseCgroupPath(cg)
 	// A directory name need not be UTF-8; a label value must.
-	lv := []string{strings.ToValidUTF8(cg, "\uFFFD"), id.PodUID, id.ContainerID, id.QOSClass}
-	w.ch <- prometheus.MustNewConstMetric(w.c.unevictable, prometheus.GaugeValue, float64(unevictable), lv...)
+	lv := []string{strings.ToValidUTF8(cg, "\uFFFD"), id.PodUID, id.ContainerID}
+	w.ch <- prometheus.MustNewConstMetric(w.c.subtree, prometheus.GaugeValue, float64(unevictable), lv...)
 	w.reported++
 
 	limitFile, usageFile := "memory.limit_in_bytes", "memory.usage_in_bytes"
-	if w.h.v2 {
+	if w.h.V2 {
 		limitFile, usageFile = "memory.max", "memory.current"
 	}
 	// The v2 root has neither file: it has no limit, and its usage is the
 	// host's.
 	if v, ok := w.readValue(rel, limitFile); ok {
 		limit := float64(v)
-		if v == linux.Unlimited || !w.h.v2 && linux.CgroupV1Unlimited(v) {
+		if v == linux.Unlimited || !w.h.V2 && linux.CgroupV1Unlimited(v) {
 			limit = math.Inf(1)
 		}
 		w.ch <- prometheus.MustNewConstMetric(w.c.limit, prometheus.GaugeValue, limit, lv...)
 	}
 	if v, ok := w.readValue(rel, usageFile); ok && v != linux.Unlimited {
 		w.ch <- prometheus.MustNewConstMetric(w.c.usage, prometheus.GaugeValue, float64(v), lv...)
+	}
+	return lv
+}
+
+// reportOwn sends a reported cgroup's own unevictable bytes.
+func (w *cgroupWalk) reportOwn(lv []string, own uint64) {
+	if lv != nil {
+		w.ch <- prometheus.MustNewConstMetric(w.c.unevictable, prometheus.GaugeValue, float64(own), lv...)
 	}
 }
 

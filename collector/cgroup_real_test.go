@@ -59,6 +59,9 @@ func TestCgroupMlockHelper(t *testing.T) {
 // It also checks, on the real kernel, the claim the walk's pruning rests on:
 // v1's total_unevictable covers descendants, unevictable does not.
 func TestCgroupRealV1(t *testing.T) {
+	if testing.Short() {
+		t.Skip("-short: creates real cgroups and waits for memcg statistics")
+	}
 	if os.Geteuid() != 0 {
 		t.Skip("creating a memory cgroup needs root")
 	}
@@ -160,7 +163,7 @@ func TestCgroupRealV1(t *testing.T) {
 	// pages still in a CPU's LRU batch (up to 31 per CPU since 5.19) are not
 	// on them yet, so the kernel may show a few pages less than was locked.
 	minSeen := float64(realCgroupLocked - runtime.NumCPU()*64*os.Getpagesize())
-	var got map[string]float64
+	var got, own map[string]float64
 	var processLabels map[string]string
 	start := time.Now()
 	deadline := start.Add(10 * time.Second)
@@ -170,7 +173,7 @@ func TestCgroupRealV1(t *testing.T) {
 		// memcg statistics are flushed lazily: poll for a little while.
 		readStat(parentRel, &parentStat)
 		readStat(childRel, &childStat)
-		got, processLabels = realCgroupScrape(t, e, pid)
+		got, own, processLabels = realCgroupScrape(t, e, pid)
 		if got["/"+childRel] >= minSeen || time.Now().After(deadline) {
 			break
 		}
@@ -188,7 +191,17 @@ func TestCgroupRealV1(t *testing.T) {
 
 	for _, cg := range []string{"/" + childRel, "/" + parentRel + "/docker", "/" + parentRel} {
 		if got[cg] < minSeen {
-			t.Errorf("memlock_cgroup_unevictable_bytes{cgroup=%q} = %v, want >= %v (all: %v)", cg, got[cg], minSeen, got)
+			t.Errorf("memlock_cgroup_subtree_unevictable_bytes{cgroup=%q} = %v, want >= %v (all: %v)", cg, got[cg], minSeen, got)
+		}
+	}
+	// The pages are the child's own; its ancestors hold none of their own,
+	// so summing the own series does not count the lock three times.
+	if own["/"+childRel] < minSeen {
+		t.Errorf("memlock_cgroup_unevictable_bytes{cgroup=%q} = %v, want >= %v (all: %v)", "/"+childRel, own["/"+childRel], minSeen, own)
+	}
+	for _, cg := range []string{"/" + parentRel + "/docker", "/" + parentRel} {
+		if v, ok := own[cg]; !ok || v != 0 {
+			t.Errorf("memlock_cgroup_unevictable_bytes{cgroup=%q} = %v (reported %v), want 0: the pages are its child's", cg, v, ok)
 		}
 	}
 	if processLabels == nil {
@@ -199,9 +212,10 @@ func TestCgroupRealV1(t *testing.T) {
 	}
 }
 
-// realCgroupScrape collects once and returns unevictable bytes by cgroup
-// and the labels of pid's locked_bytes series.
-func realCgroupScrape(t *testing.T, e *Exporter, pid int) (map[string]float64, map[string]string) {
+// realCgroupScrape collects once and returns the subtree's and the
+// cgroup's own unevictable bytes by cgroup and the labels of pid's
+// locked_bytes series.
+func realCgroupScrape(t *testing.T, e *Exporter, pid int) (subtree, own map[string]float64, proc map[string]string) {
 	t.Helper()
 	reg := prometheus.NewPedanticRegistry()
 	reg.MustRegister(e)
@@ -209,8 +223,7 @@ func realCgroupScrape(t *testing.T, e *Exporter, pid int) (map[string]float64, m
 	if err != nil {
 		t.Fatal(err)
 	}
-	byCgroup := map[string]float64{}
-	var proc map[string]string
+	subtree, own = map[string]float64{}, map[string]float64{}
 	for _, mf := range mfs {
 		for _, m := range mf.GetMetric() {
 			labels := map[string]string{}
@@ -218,8 +231,10 @@ func realCgroupScrape(t *testing.T, e *Exporter, pid int) (map[string]float64, m
 				labels[l.GetName()] = l.GetValue()
 			}
 			switch mf.GetName() {
+			case "memlock_cgroup_subtree_unevictable_bytes":
+				subtree[labels["cgroup"]] = m.GetGauge().GetValue()
 			case "memlock_cgroup_unevictable_bytes":
-				byCgroup[labels["cgroup"]] = m.GetGauge().GetValue()
+				own[labels["cgroup"]] = m.GetGauge().GetValue()
 			case "memlock_process_locked_bytes":
 				if labels["pid"] == strconv.Itoa(pid) {
 					proc = labels
@@ -231,5 +246,5 @@ func realCgroupScrape(t *testing.T, e *Exporter, pid int) (map[string]float64, m
 			}
 		}
 	}
-	return byCgroup, proc
+	return subtree, own, proc
 }

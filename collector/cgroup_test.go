@@ -3,16 +3,18 @@ package collector
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
 
+	"github.com/memlock-exporter/memlock_exporter/internal/linux"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
-	"github.com/prometheus/common/expfmt"
 )
 
 // The cgroup fixture trees, each a host's /proc and /sys reduced to what the
@@ -36,58 +38,16 @@ func cgroupTreeConfig(tree string) Config {
 	return cfg
 }
 
-// cgroupGolden gathers the named collector on a fixture tree and compares
-// the families whose names start with prefix (and the collector's success)
-// with testdata/<tree>/<file>, rewritten by -update (the flag is defined in
-// collector_test.go).
-func cgroupGolden(t *testing.T, cfg Config, collector, prefix, path string) {
-	t.Helper()
-	reg := prometheus.NewPedanticRegistry()
-	reg.MustRegister(newExporter(t, cfg, collector))
-	mfs, err := reg.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	var names []string
-	var buf bytes.Buffer
-	for _, mf := range mfs {
-		if !strings.HasPrefix(mf.GetName(), prefix) && mf.GetName() != "memlock_scrape_collector_success" {
-			continue
-		}
-		names = append(names, mf.GetName())
-		if _, err := expfmt.MetricFamilyToText(&buf, mf); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if !strings.Contains(buf.String(), `memlock_scrape_collector_success{collector="`+collector+`"} 1`) {
-		t.Errorf("collector %s failed on %s:\n%s", collector, cfg.SysPath, buf.String())
-	}
-	if *update {
-		if err := os.WriteFile(path, buf.Bytes(), 0o644); err != nil {
-			t.Fatal(err)
-		}
-		return
-	}
-	f, err := os.Open(path)
-	if err != nil {
-		t.Fatalf("%v (go test ./collector -run Cgroup -update writes it)", err)
-	}
-	defer f.Close()
-	if err := testutil.GatherAndCompare(reg, f, names...); err != nil {
-		t.Errorf("%s (go test ./collector -run Cgroup -update rewrites it): %v", path, err)
-	}
-}
-
 func TestCgroupGolden(t *testing.T) {
 	for _, tree := range cgroupTrees {
 		t.Run(tree, func(t *testing.T) {
 			cfg := cgroupTreeConfig(tree)
-			cgroupGolden(t, cfg, "cgroup", "memlock_cgroup", filepath.Join("testdata", tree, "cgroup.prom"))
+			assertGolden(t, cfg, "cgroup", "memlock_cgroup", filepath.Join("testdata", tree, "cgroup.prom"))
 
 			// Include names cgroups without unevictable memory, some of them
 			// below a subtree the walk would otherwise skip.
 			cfg.Cgroup.Include = regexp.MustCompile(`^(?:/system\.slice/sshd\.service|/user\.slice/user-0\.slice|/kubepods(\.slice)?/kubepods-besteffort(\.slice)?|/kubepods/burstable)$`)
-			cgroupGolden(t, cfg, "cgroup", "memlock_cgroup", filepath.Join("testdata", tree, "cgroup_include.prom"))
+			assertGolden(t, cfg, "cgroup", "memlock_cgroup", filepath.Join("testdata", tree, "cgroup_include.prom"))
 
 		})
 	}
@@ -135,17 +95,19 @@ func TestDetectCgroupHierarchy(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			sys := mk(t, tc.files)
-			h, err := detectCgroupHierarchy(sys)
+			h, err := linux.FindMemoryHierarchy(sys)
 			if tc.err {
-				if err == nil {
-					t.Fatalf("got %+v, want an error", h)
+				// A host without the memory controller has no data, which
+				// is not a failure.
+				if !errors.Is(err, linux.ErrNoMemoryController) {
+					t.Fatalf("got %+v, %v, want ErrNoMemoryController", h, err)
 				}
 				return
 			}
 			if err != nil {
 				t.Fatal(err)
 			}
-			if want := filepath.Join(sys, "fs", "cgroup", tc.root); h.root != want || h.v2 != tc.v2 {
+			if want := filepath.Join(sys, "fs", "cgroup", tc.root); h.Root != want || h.V2 != tc.v2 {
 				t.Errorf("got %+v, want root %s v2 %v", h, want, tc.v2)
 			}
 		})
@@ -167,7 +129,7 @@ func TestCgroupMalformedAndVanished(t *testing.T) {
 	out := scrapeText(t, cfg, "cgroup")
 	for _, want := range []string{
 		`memlock_scrape_collector_success{collector="cgroup"} 0`,
-		`memlock_cgroup_unevictable_bytes{cgroup="/kubepods.slice/kubepods-pod` + "c2e4a6b8_1d3f_4a5c_9e7b_2f4d6a8c0e1b" + `.slice",container_id="",pod_uid="c2e4a6b8-1d3f-4a5c-9e7b-2f4d6a8c0e1b",qos_class="Guaranteed"} 2.097152e+06`,
+		`memlock_cgroup_subtree_unevictable_bytes{cgroup="/kubepods.slice/kubepods-pod` + "c2e4a6b8_1d3f_4a5c_9e7b_2f4d6a8c0e1b" + `.slice",container_id="",pod_uid="c2e4a6b8-1d3f-4a5c-9e7b-2f4d6a8c0e1b"} 2.097152e+06`,
 	} {
 		if !strings.Contains(out, want) {
 			t.Errorf("missing %s in\n%s", want, out)
@@ -235,6 +197,9 @@ func TestCgroupNonUTF8Name(t *testing.T) {
 // (--collector.cgroup.include=.*) answers with at most MaxCgroups cgroups'
 // series and counts the others; the first reported is the root.
 func TestCgroupCap(t *testing.T) {
+	if testing.Short() {
+		t.Skip("-short: builds and walks a tree of 900 cgroups")
+	}
 	const pods, max = 300, 100
 	const cgroups = 3 + 3*pods // root, kubepods, the QoS slice, 3 per pod
 	cfg := DefaultConfig()
@@ -248,11 +213,93 @@ func TestCgroupCap(t *testing.T) {
 	for _, want := range []string{
 		fmt.Sprintf("memlock_cgroups_reported %d\n", max),
 		fmt.Sprintf("memlock_cgroups_omitted %d\n", cgroups-max),
-		`memlock_cgroup_unevictable_bytes{cgroup="/",container_id="",pod_uid="",qos_class=""} 1.048576e+06`,
+		`memlock_cgroup_subtree_unevictable_bytes{cgroup="/",container_id="",pod_uid=""} 1.048576e+06`,
 		`memlock_scrape_collector_success{collector="cgroup"} 1`,
 	} {
 		if !strings.Contains(out, want) {
 			t.Errorf("missing %q", want)
 		}
+	}
+}
+
+// TestCgroupOwnSumsToRoot: the cgroups' own unevictable bytes add up to the
+// root's hierarchical value in the fixture's memory.stat, so sum() over the
+// default series counts every page once; the subtree series, which repeat
+// their children's, add up to more wherever a cgroup has a reported child.
+func TestCgroupOwnSumsToRoot(t *testing.T) {
+	for _, tree := range cgroupTrees {
+		cfg := cgroupTreeConfig(tree)
+		h, err := linux.FindMemoryHierarchy(cfg.SysPath)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, err := os.ReadFile(filepath.Join(h.Root, "memory.stat"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var root linux.MemoryStat
+		if err := linux.ParseMemoryStat(b, &root); err != nil {
+			t.Fatal(err)
+		}
+		reg := prometheus.NewPedanticRegistry()
+		reg.MustRegister(newExporter(t, cfg, "cgroup"))
+		mfs, err := reg.Gather()
+		if err != nil {
+			t.Fatal(err)
+		}
+		sums := map[string]float64{}
+		for _, mf := range mfs {
+			for _, m := range mf.GetMetric() {
+				sums[mf.GetName()] += m.GetGauge().GetValue()
+			}
+		}
+		if got, want := sums["memlock_cgroup_unevictable_bytes"], float64(root.Hierarchical()); got != want || want == 0 {
+			t.Errorf("%s: sum(memlock_cgroup_unevictable_bytes) = %v, want the root's %v", tree, got, want)
+		}
+		if sums["memlock_cgroup_subtree_unevictable_bytes"] <= float64(root.Hierarchical()) {
+			t.Errorf("%s: the subtree series add up to %v, no more than the root's %v: the fixture has no nesting to test", tree, sums["memlock_cgroup_subtree_unevictable_bytes"], root.Hierarchical())
+		}
+	}
+}
+
+// TestCgroupNoMemoryController: on a v2 host whose root lacks the memory
+// controller the cgroup collector reports no cgroup series and succeeds,
+// says why once at Info and then only at Debug; a --path.sysfs without a
+// cgroup file system at all is a failure.
+func TestCgroupNoMemoryController(t *testing.T) {
+	sys := t.TempDir()
+	base := filepath.Join(sys, "fs", "cgroup")
+	if err := os.MkdirAll(base, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(base, "cgroup.controllers"), []byte("cpuset cpu io pids\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cfg := DefaultConfig()
+	cfg.SysPath = sys
+	var logs bytes.Buffer
+	e, err := New(cfg, []string{"cgroup"}, slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelInfo})))
+	if err != nil {
+		t.Fatal(err)
+	}
+	reg := prometheus.NewPedanticRegistry()
+	reg.MustRegister(e)
+	for range 3 {
+		out := string(gatherText(t, reg))
+		if !strings.Contains(out, `memlock_scrape_collector_success{collector="cgroup"} 1`) {
+			t.Errorf("collector not successful:\n%s", out)
+		}
+		if strings.Contains(out, "memlock_cgroup_") {
+			t.Errorf("cgroup series without a memory controller:\n%s", out)
+		}
+	}
+	if n := strings.Count(logs.String(), "\n"); n != 1 || !strings.Contains(logs.String(), "level=INFO") {
+		t.Errorf("want one INFO line over three scrapes, got:\n%s", logs.String())
+	}
+
+	cfg.SysPath = filepath.Join(sys, "missing")
+	out := scrapeText(t, cfg, "cgroup")
+	if !strings.Contains(out, `memlock_scrape_collector_success{collector="cgroup"} 0`) {
+		t.Errorf("no cgroup file system is not a failure:\n%s", out)
 	}
 }

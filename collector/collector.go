@@ -79,6 +79,15 @@ type Collector interface {
 	Update(ctx context.Context, s *Scrape, ch chan<- prometheus.Metric) error
 }
 
+// ErrNoData is what a collector returns (wrapped) when an optional source
+// does not exist on this host: a cgroup v2 host without the memory
+// controller, a kernel without the memory cgroup. It is not a failure: the
+// collector read all there is, so its success stays 1, and the reason is
+// logged once at Info, then at Debug on every scrape (node_exporter's
+// ErrNoData, without failing the collector, so that
+// MemlockCollectorFailing means a failure).
+var ErrNoData = errors.New("collector returned no data")
+
 // Info describes an available collector.
 type Info struct {
 	Name           string
@@ -91,11 +100,25 @@ type factory struct {
 	new func(env *env) (Collector, error)
 }
 
-// env is what a collector's constructor gets.
+// env is what a collector's constructor gets: the configuration, the
+// logger, and the process scan the collectors that read every process
+// share (the first to ask creates it; each scrape runs it once).
 type env struct {
 	cfg     Config
 	logger  *slog.Logger
 	scanner *processScanner
+}
+
+// processScan returns the shared process scanner, creating it on first use.
+func (en *env) processScan() (*processScanner, error) {
+	if en.scanner == nil {
+		s, err := newProcessScanner(en.cfg, en.logger)
+		if err != nil {
+			return nil, err
+		}
+		en.scanner = s
+	}
+	return en.scanner, nil
 }
 
 // factories is the fixed table of collectors, in a stable order.
@@ -124,6 +147,8 @@ type Exporter struct {
 	collectors map[string]Collector
 	logger     *slog.Logger
 	scanner    *processScanner
+	// noData holds the collectors whose ErrNoData was logged at Info.
+	noData sync.Map
 
 	durationDesc *prometheus.Desc
 	successDesc  *prometheus.Desc
@@ -151,14 +176,6 @@ func New(cfg Config, enabled []string, logger *slog.Logger) (*Exporter, error) {
 		if _, dup := e.collectors[name]; dup {
 			continue
 		}
-		if (name == "process" || name == "user") && en.scanner == nil {
-			s, err := newProcessScanner(cfg, logger)
-			if err != nil {
-				return nil, err
-			}
-			en.scanner = s
-			e.scanner = s
-		}
 		c, err := factories[i].new(en)
 		if err != nil {
 			return nil, fmt.Errorf("collector %s: %w", name, err)
@@ -166,6 +183,7 @@ func New(cfg Config, enabled []string, logger *slog.Logger) (*Exporter, error) {
 		e.collectors[name] = c
 		e.names = append(e.names, name)
 	}
+	e.scanner = en.scanner
 	slices.Sort(e.names)
 	return e, nil
 }
@@ -243,15 +261,21 @@ func (e *Exporter) run(ctx context.Context, name string, s *Scrape, ch chan<- pr
 	err := safeUpdate(ctx, e.collectors[name], s, ch)
 	d := time.Since(start).Seconds()
 	success := 1.0
-	if err != nil {
-		success = 0
-		if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) {
-			e.logger.Warn("collector ran out of time", "collector", name, "duration_seconds", d, "err", err)
-		} else {
-			e.logger.Error("collector failed", "collector", name, "duration_seconds", d, "err", err)
-		}
-	} else {
+	switch {
+	case err == nil:
 		e.logger.Debug("collector succeeded", "collector", name, "duration_seconds", d)
+	case errors.Is(err, ErrNoData):
+		if _, seen := e.noData.LoadOrStore(name, true); !seen {
+			e.logger.Info("collector has no source on this host", "collector", name, "err", err)
+		} else {
+			e.logger.Debug("collector returned no data", "collector", name, "err", err)
+		}
+	case errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled):
+		success = 0
+		e.logger.Warn("collector ran out of time", "collector", name, "duration_seconds", d, "err", err)
+	default:
+		success = 0
+		e.logger.Error("collector failed", "collector", name, "duration_seconds", d, "err", err)
 	}
 	ch <- prometheus.MustNewConstMetric(e.durationDesc, prometheus.GaugeValue, d, name)
 	ch <- prometheus.MustNewConstMetric(e.successDesc, prometheus.GaugeValue, success, name)

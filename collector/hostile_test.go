@@ -3,6 +3,7 @@ package collector
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"os"
@@ -17,7 +18,6 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/common/expfmt"
 	"golang.org/x/sys/unix"
 
 	"github.com/memlock-exporter/memlock_exporter/internal/linux"
@@ -81,20 +81,8 @@ func scrapeOnce(e *Exporter, timeout time.Duration) (string, error) {
 	if err := reg.Register(c); err != nil {
 		return "", err
 	}
-	mfs, err := reg.Gather()
-	if err != nil {
-		return "", err
-	}
-	var buf bytes.Buffer
-	for _, mf := range mfs {
-		if mf.GetName() == "memlock_scrape_collector_duration_seconds" {
-			continue
-		}
-		if _, err := expfmt.MetricFamilyToText(&buf, mf); err != nil {
-			return "", err
-		}
-	}
-	return buf.String(), nil
+	b, err := renderText(reg, func(string) bool { return true })
+	return string(b), err
 }
 
 func success(out, collector string) string {
@@ -239,6 +227,9 @@ func hasSeries(out, metric, pid string) bool {
 }
 
 func TestHostileProcfs(t *testing.T) {
+	if testing.Short() {
+		t.Skip("-short: scrapes every hostile procfs layout")
+	}
 	for _, f := range hostileFiles {
 		for _, m := range manglings {
 			t.Run(strings.ReplaceAll(f.rel, "/", "_")+"/"+m.name, func(t *testing.T) {
@@ -379,6 +370,9 @@ func checkUnreadable(t *testing.T, out string) {
 // returns, every collector reports a success of 0 or 1, the untouched
 // process is always reported and the user collector always succeeds.
 func TestHostileReplacedMidScrape(t *testing.T) {
+	if testing.Short() {
+		t.Skip("-short: races file replacement against scrapes")
+	}
 	cfg := hostileConfig(t)
 	targets := []string{"meminfo", "vmstat", "sysvipc/shm", "100/status", "100/limits", "100/smaps_rollup"}
 	valid := map[string][]byte{}
@@ -513,6 +507,9 @@ func TestHostileReplacedMidScrape(t *testing.T) {
 // one scrape allocates, and the heap after it, must not grow with the
 // files (os.ReadFile read them whole; /dev/zero without end).
 func TestHostileMemoryBounded(t *testing.T) {
+	if testing.Short() {
+		t.Skip("-short: scrapes huge files to bound memory")
+	}
 	cfg := hostileConfig(t)
 	const fileSize = 32 << 20
 	for _, p := range []string{
@@ -554,8 +551,11 @@ func TestHostileMemoryBounded(t *testing.T) {
 }
 
 // FuzzSystemMeminfo runs the whole system collector, file reading included,
-// over fuzzed /proc/meminfo contents: it must fail with an error, never
-// panic (the collector framework would recover, but must not have to).
+// over fuzzed /proc/meminfo contents. It never panics (the collector
+// framework would recover, but must not have to); a meminfo it refuses
+// fails the collector with ErrMalformed or ErrTooLarge and sends none of
+// the three meminfo series, and one it accepts sends each of them once:
+// never a partial set from a half-read file.
 func FuzzSystemMeminfo(f *testing.F) {
 	good, err := os.ReadFile(filepath.Join("testdata", "proc", "meminfo"))
 	if err != nil {
@@ -581,6 +581,7 @@ func FuzzSystemMeminfo(f *testing.F) {
 	if err != nil {
 		f.Fatal(err)
 	}
+	sc := c.(*systemCollector)
 	f.Fuzz(func(t *testing.T, b []byte) {
 		if err := os.WriteFile(filepath.Join(cfg.ProcPath, "meminfo"), b, 0o644); err != nil {
 			t.Fatal(err)
@@ -588,15 +589,28 @@ func FuzzSystemMeminfo(f *testing.F) {
 		ch := make(chan prometheus.Metric, 1024)
 		err := c.Update(context.Background(), &Scrape{}, ch)
 		close(ch)
-		n := 0
+		meminfoSeries := map[*prometheus.Desc]int{}
 		for m := range ch {
-			n++
-			if m.Desc() == nil {
+			switch d := m.Desc(); d {
+			case nil:
 				t.Fatal("metric without a descriptor")
+			case sc.memTotal, sc.mlocked, sc.unevictable:
+				meminfoSeries[d]++
 			}
 		}
-		if err != nil && n > 0 {
-			return // meminfo's metrics were sent before vmstat or a node failed
+		if err != nil {
+			if !errors.Is(err, linux.ErrMalformed) && !errors.Is(err, linux.ErrTooLarge) {
+				t.Fatalf("refused with %v, want ErrMalformed or ErrTooLarge", err)
+			}
+			if len(meminfoSeries) > 0 {
+				t.Fatalf("meminfo series sent with the error %v", err)
+			}
+			return
+		}
+		for _, d := range []*prometheus.Desc{sc.memTotal, sc.mlocked, sc.unevictable} {
+			if meminfoSeries[d] != 1 {
+				t.Fatalf("%v sent %d times", d, meminfoSeries[d])
+			}
 		}
 	})
 }

@@ -6,11 +6,12 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"math"
+	"maps"
 	"slices"
 	"strconv"
 
 	"github.com/memlock-exporter/memlock_exporter/internal/linux"
+	"github.com/memlock-exporter/memlock_exporter/internal/metricutil"
 	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/sys/unix"
 )
@@ -33,15 +34,19 @@ type processCollector struct {
 // processLabels name a process: pid, comm (never the command line, which
 // may hold secrets), real uid, and the container and pod identity its
 // cgroup path gives (empty outside containers).
-var processLabels = []string{"pid", "comm", "uid", "pod_uid", "container_id", "qos_class"}
+var processLabels = []string{"pid", "comm", "uid", "pod_uid", "container_id"}
 
 func newProcessCollector(en *env) (Collector, error) {
 	d := func(name, help string, labels []string) *prometheus.Desc {
 		return prometheus.NewDesc(prometheus.BuildFQName(namespace, "process", name), help, labels, nil)
 	}
+	scanner, err := en.processScan()
+	if err != nil {
+		return nil, err
+	}
 	return &processCollector{
 		cfg:     en.cfg.Process,
-		scanner: en.scanner,
+		scanner: scanner,
 		logger:  en.logger,
 		locked: d("locked_bytes",
 			"Size of the process's locked mappings (VmLck in /proc/<pid>/status), faulted in or not.", processLabels),
@@ -103,59 +108,60 @@ func selectProcesses(cands []procInfo, max int) ([]procInfo, int) {
 	return cands, 0
 }
 
-func bytesOrInf(v uint64) float64 {
-	if v == linux.Unlimited {
-		return math.Inf(1)
-	}
-	return float64(v)
-}
-
 func (c *processCollector) Update(ctx context.Context, s *Scrape, ch chan<- prometheus.Metric) error {
 	scan := s.processes(ctx)
 	if scan.err != nil && !scan.incomplete {
 		return scan.err
 	}
-	// The scan is shared with the user collector: count this collector's own
-	// read failures separately.
-	failures := map[readFailure]int{}
-	for k, v := range scan.failures {
-		failures[k] = v
-	}
 	procs, omitted := selectProcesses(slices.Clone(scan.candidates), c.cfg.MaxProcesses)
-
-	dir, err := linux.OpenDir(c.scanner.procPath)
+	rep, err := c.reportProcesses(ctx, ch, procs, scan.failures)
 	if err != nil {
 		return err
+	}
+	c.emitScanSummary(ch, scan, rep, omitted)
+	return rep.err(ctx, scan)
+}
+
+// processReport is what reportProcesses did.
+type processReport struct {
+	reported, late int
+	// failures: the scan's read failures and this collector's own (the
+	// scan is shared with the user collector, so they are counted apart).
+	failures  map[readFailure]int
+	malformed []error
+}
+
+// reportProcesses reads and emits the selected processes. A process the
+// scan marked stale, or every process once ctx is done, is reported from
+// what the last scrape read of it, so that its series go on.
+func (c *processCollector) reportProcesses(ctx context.Context, ch chan<- prometheus.Metric, procs []procInfo, scanFailures map[readFailure]int) (*processReport, error) {
+	rep := &processReport{failures: maps.Clone(scanFailures)}
+	if rep.failures == nil {
+		rep.failures = map[readFailure]int{}
+	}
+	dir, err := linux.OpenDir(c.scanner.procPath)
+	if err != nil {
+		return nil, err
 	}
 	defer dir.Close()
 	bufs := c.scanner.bufs.get()
 	defer c.scanner.bufs.put(bufs)
 	r := bufs.r
 
-	var malformed []error
 	fail := func(file string, pid int, err error) {
 		reason := classify(err)
-		failures[readFailure{file, reason}]++
+		rep.failures[readFailure{file, reason}]++
 		if reason == "malformed" {
-			malformed = append(malformed, fmt.Errorf("pid %d: %w", pid, err))
+			rep.malformed = append(rep.malformed, fmt.Errorf("pid %d: %w", pid, err))
 		}
 	}
-	reported, late := 0, 0
 	now := make(map[int]reportedProc, len(procs))
 	for _, p := range procs {
 		var rp reportedProc
 		if p.stale || ctx.Err() != nil {
-			// Out of time: no more reads. What the last scrape read of
-			// the process stands in, so that its series go on.
-			if last, ok := c.scanner.lastReported(p.pid); ok {
-				rp = last
-				rp.procInfo.locked, rp.procInfo.pinned = p.locked, p.pinned
-				rp.procInfo.stale = p.stale
-			} else {
-				rp.procInfo = p
-			}
+			rp = c.fromLastScrape(p)
 			if !p.stale {
-				late++
+				rep.late++
 			}
 		} else {
 			var ok bool
@@ -165,32 +171,54 @@ func (c *processCollector) Update(ctx context.Context, s *Scrape, ch chan<- prom
 		}
 		c.emit(ch, rp)
 		now[p.pid] = rp
-		reported++
+		rep.reported++
 	}
 	c.scanner.setReported(now)
+	return rep, nil
+}
 
+// fromLastScrape is what the last scrape read of p, with the sizes of this
+// scan; p itself when the last scrape did not report it.
+func (c *processCollector) fromLastScrape(p procInfo) reportedProc {
+	last, ok := c.scanner.lastReported(p.pid)
+	if !ok {
+		return reportedProc{procInfo: p}
+	}
+	last.procInfo.locked, last.procInfo.pinned = p.locked, p.pinned
+	last.procInfo.stale = p.stale
+	return last
+}
+
+// emitScanSummary sends the collector's own series: how many processes
+// were scanned, reported, omitted and stale, and the read failures.
+func (c *processCollector) emitScanSummary(ch chan<- prometheus.Metric, scan *processScan, rep *processReport, omitted int) {
 	ch <- prometheus.MustNewConstMetric(c.scanned, prometheus.GaugeValue, float64(scan.scanned))
-	ch <- prometheus.MustNewConstMetric(c.reported, prometheus.GaugeValue, float64(reported))
+	ch <- prometheus.MustNewConstMetric(c.reported, prometheus.GaugeValue, float64(rep.reported))
 	ch <- prometheus.MustNewConstMetric(c.omitted, prometheus.GaugeValue, float64(omitted))
 	ch <- prometheus.MustNewConstMetric(c.stale, prometheus.GaugeValue, float64(scan.stale))
 	ch <- prometheus.MustNewConstMetric(c.tasks, prometheus.GaugeValue, float64(scan.tasks))
 	if scan.systemTasks >= 0 {
 		ch <- prometheus.MustNewConstMetric(c.systemTasks, prometheus.GaugeValue, float64(scan.systemTasks))
 	}
-	for k, v := range failures {
+	for k, v := range rep.failures {
 		ch <- prometheus.MustNewConstMetric(c.readFailures, prometheus.GaugeValue, float64(v), k.file, k.reason)
 	}
+}
+
+// err is the scrape's error: an incomplete scan, processes reported late,
+// malformed files, in that order.
+func (rep *processReport) err(ctx context.Context, scan *processScan) error {
 	if scan.err != nil {
-		return fmt.Errorf("%w; reported %d processes, %d of them from the last scrape", scan.err, reported, scan.stale)
+		return fmt.Errorf("%w; reported %d processes, %d of them from the last scrape", scan.err, rep.reported, scan.stale)
 	}
-	if late > 0 {
-		return fmt.Errorf("reported %d processes, %d without their limits and smaps read: %w", reported, late, ctx.Err())
+	if rep.late > 0 {
+		return fmt.Errorf("reported %d processes, %d without their limits and smaps read: %w", rep.reported, rep.late, ctx.Err())
 	}
 	if err := scan.malformedErr(); err != nil {
 		return err
 	}
-	if len(malformed) > 0 {
-		return fmt.Errorf("%d malformed process files: %w", len(malformed), malformed[0])
+	if len(rep.malformed) > 0 {
+		return fmt.Errorf("%d malformed process files: %w", len(rep.malformed), rep.malformed[0])
 	}
 	return nil
 }
@@ -267,19 +295,19 @@ func pidExists(dir *linux.Dir, pid int) bool {
 }
 
 func (c *processCollector) emit(ch chan<- prometheus.Metric, p reportedProc) {
-	lv := []string{strconv.Itoa(p.pid), p.name, strconv.FormatUint(uint64(p.uid), 10), p.id.PodUID, p.id.ContainerID, p.id.QOSClass}
+	lv := []string{strconv.Itoa(p.pid), p.name, strconv.FormatUint(uint64(p.uid), 10), p.id.PodUID, p.id.ContainerID}
 	ch <- prometheus.MustNewConstMetric(c.locked, prometheus.GaugeValue, float64(p.locked), lv...)
 	ch <- prometheus.MustNewConstMetric(c.pinned, prometheus.GaugeValue, float64(p.pinned), lv...)
 	if p.haveResident {
 		ch <- prometheus.MustNewConstMetric(c.resident, prometheus.GaugeValue, float64(p.resident), lv...)
 	}
 	if p.haveLim {
-		ch <- prometheus.MustNewConstMetric(c.limitSoft, prometheus.GaugeValue, bytesOrInf(p.lim.Soft), lv...)
-		ch <- prometheus.MustNewConstMetric(c.limitHard, prometheus.GaugeValue, bytesOrInf(p.lim.Hard), lv...)
+		ch <- prometheus.MustNewConstMetric(c.limitSoft, prometheus.GaugeValue, metricutil.BytesOrInf(p.lim.Soft), lv...)
+		ch <- prometheus.MustNewConstMetric(c.limitHard, prometheus.GaugeValue, metricutil.BytesOrInf(p.lim.Hard), lv...)
 	}
 	if p.haveNS {
-		ch <- prometheus.MustNewConstMetric(c.ipcLock, prometheus.GaugeValue, boolFloat(p.ipcLock && p.userNSInitial), lv...)
-		ch <- prometheus.MustNewConstMetric(c.userNSInitial, prometheus.GaugeValue, boolFloat(p.userNSInitial), lv...)
+		ch <- prometheus.MustNewConstMetric(c.ipcLock, prometheus.GaugeValue, metricutil.Bool(p.ipcLock && p.userNSInitial), lv...)
+		ch <- prometheus.MustNewConstMetric(c.userNSInitial, prometheus.GaugeValue, metricutil.Bool(p.userNSInitial), lv...)
 	}
 }
 
@@ -296,11 +324,4 @@ func (c *processCollector) identity(r *linux.Reader, dir *linux.Dir, pid int) (l
 		return linux.CgroupIdentity{}, err
 	}
 	return linux.ParseCgroupPath(string(path)), nil
-}
-
-func boolFloat(b bool) float64 {
-	if b {
-		return 1
-	}
-	return 0
 }

@@ -346,13 +346,12 @@ func (ps *processScanner) setReported(m map[int]reportedProc) {
 // is allowed and means the same process, otherwise from /proc/<pid>/limits.
 func (ps *processScanner) memlockLimit(r *linux.Reader, dir *linux.Dir, pid, tid int) (linux.Limit, error) {
 	if ps.samePidNS {
-		var rl unix.Rlimit
 		target := pid
 		if tid != 0 {
 			target = tid // limits are the thread group's: any live thread answers
 		}
-		if err := unix.Prlimit(target, unix.RLIMIT_MEMLOCK, nil, &rl); err == nil {
-			return linux.Limit{Soft: rl.Cur, Hard: rl.Max}, nil
+		if lim, err := linux.MemlockRlimit(target); err == nil {
+			return lim, nil
 		} else if errors.Is(err, unix.ESRCH) {
 			return linux.Limit{}, err
 		}

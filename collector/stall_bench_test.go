@@ -16,8 +16,9 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 )
 
-// BenchmarkDyingLocker measures what issue 9.8 is about: a process that
-// locked MEMLOCK_BENCH_DYING_LOCKER MiB is killed while the exporter reads
+// BenchmarkDyingLocker measures the cost of reading a dying locker (mmput
+// in the reader's syscall, kernel/fork.c): a process that locked
+// MEMLOCK_BENCH_DYING_LOCKER MiB is killed while the exporter reads
 // its status in a loop (as a scan does, from two goroutines, so that a
 // read almost always holds a reference on its mm) and while full scrapes
 // and GCs run. The read that drops the last reference tears the address

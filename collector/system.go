@@ -2,8 +2,9 @@ package collector
 
 import (
 	"context"
+	"errors"
 	"fmt"
-	"os"
+	"io/fs"
 	"path/filepath"
 	"strings"
 
@@ -12,14 +13,16 @@ import (
 )
 
 // systemCollector reports system-wide locked and unevictable memory from
-// /proc/meminfo and /proc/vmstat, and per NUMA node from sysfs.
+// /proc/meminfo, the unevictable LRU's events from /proc/vmstat, and per
+// NUMA node values from sysfs. vmstat's nr_mlock and nr_unevictable are not
+// reported: fs/proc/meminfo.c prints the same counters (NR_MLOCK and
+// NR_LRU_BASE+LRU_UNEVICTABLE) as Mlocked and Unevictable.
 type systemCollector struct {
 	procPath string
 	sysPath  string
-	pageSize float64
 
 	memTotal, mlocked, unevictable             *prometheus.Desc
-	nrMlock, nrUnevictable, events             *prometheus.Desc
+	events                                     *prometheus.Desc
 	nodeMemTotal, nodeMlocked, nodeUnevictable *prometheus.Desc
 }
 
@@ -30,13 +33,10 @@ func newSystemCollector(en *env) (Collector, error) {
 	return &systemCollector{
 		procPath: en.cfg.ProcPath,
 		sysPath:  en.cfg.SysPath,
-		pageSize: float64(os.Getpagesize()),
 		memTotal: d("system", "memory_total_bytes", "Usable RAM (MemTotal in /proc/meminfo)."),
 		mlocked:  d("system", "mlocked_bytes", "Memory locked with mlock, mlockall or MAP_LOCKED (Mlocked in /proc/meminfo)."),
 		unevictable: d("system", "unevictable_bytes",
 			"Memory on the unevictable LRU: mlocked pages, ramfs, SHM_LOCKed segments (Unevictable in /proc/meminfo). Pages of a segment touched before its SHM_LOCK stay on the evictable LRU until reclaim scans them."),
-		nrMlock:       d("system", "nr_mlock_bytes", "nr_mlock from /proc/vmstat in bytes: mlocked pages, counted per page."),
-		nrUnevictable: d("system", "nr_unevictable_bytes", "nr_unevictable from /proc/vmstat in bytes."),
 		events: d("system", "unevictable_pages_total",
 			"Pages through unevictable_pgs_<event> events of /proc/vmstat (mlocked, munlocked, culled, scanned, rescued, cleared, stranded).", "event"),
 		nodeMemTotal:    d("node", "memory_total_bytes", "RAM of the NUMA node (MemTotal in node<N>/meminfo).", "node"),
@@ -46,14 +46,14 @@ func newSystemCollector(en *env) (Collector, error) {
 }
 
 func (c *systemCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{c.memTotal, c.mlocked, c.unevictable, c.nrMlock, c.nrUnevictable, c.events,
+	for _, d := range []*prometheus.Desc{c.memTotal, c.mlocked, c.unevictable, c.events,
 		c.nodeMemTotal, c.nodeMlocked, c.nodeUnevictable} {
 		ch <- d
 	}
 }
 
 func (c *systemCollector) Update(ctx context.Context, _ *Scrape, ch chan<- prometheus.Metric) error {
-	b, err := readRegular(filepath.Join(c.procPath, "meminfo"), linux.MaxFileSize)
+	b, err := linux.ReadSystemFile(filepath.Join(c.procPath, "meminfo"), linux.MaxFileSize)
 	if err != nil {
 		return fmt.Errorf("meminfo: %w", err)
 	}
@@ -65,7 +65,7 @@ func (c *systemCollector) Update(ctx context.Context, _ *Scrape, ch chan<- prome
 	ch <- prometheus.MustNewConstMetric(c.mlocked, prometheus.GaugeValue, float64(mi.Mlocked))
 	ch <- prometheus.MustNewConstMetric(c.unevictable, prometheus.GaugeValue, float64(mi.Unevictable))
 
-	b, err = readRegular(filepath.Join(c.procPath, "vmstat"), linux.MaxFileSize)
+	b, err = linux.ReadSystemFile(filepath.Join(c.procPath, "vmstat"), linux.MaxFileSize)
 	if err != nil {
 		return err
 	}
@@ -73,8 +73,6 @@ func (c *systemCollector) Update(ctx context.Context, _ *Scrape, ch chan<- prome
 	if err != nil {
 		return err
 	}
-	ch <- prometheus.MustNewConstMetric(c.nrMlock, prometheus.GaugeValue, float64(vs.NrMlock)*c.pageSize)
-	ch <- prometheus.MustNewConstMetric(c.nrUnevictable, prometheus.GaugeValue, float64(vs.NrUnevictable)*c.pageSize)
 	for _, e := range vs.Events {
 		ch <- prometheus.MustNewConstMetric(c.events, prometheus.CounterValue, float64(e.Value), e.Name)
 	}
@@ -89,8 +87,8 @@ func (c *systemCollector) updateNodes(ch chan<- prometheus.Metric) error {
 		return err
 	}
 	for _, dir := range nodes {
-		b, err := readRegular(filepath.Join(dir, "meminfo"), linux.MaxFileSize)
-		if os.IsNotExist(err) {
+		b, err := linux.ReadSystemFile(filepath.Join(dir, "meminfo"), linux.MaxFileSize)
+		if errors.Is(err, fs.ErrNotExist) {
 			continue
 		}
 		if err != nil {

@@ -8,6 +8,7 @@ import (
 	"strconv"
 
 	"github.com/memlock-exporter/memlock_exporter/internal/linux"
+	"github.com/memlock-exporter/memlock_exporter/internal/metricutil"
 	"github.com/prometheus/client_golang/prometheus"
 )
 
@@ -68,9 +69,9 @@ type shmTotal struct {
 
 func (c *sysvipcCollector) Update(_ context.Context, _ *Scrape, ch chan<- prometheus.Metric) error {
 	if same, ok := c.hostIPCNamespace(); ok {
-		ch <- prometheus.MustNewConstMetric(c.hostNS, prometheus.GaugeValue, boolFloat(same))
+		ch <- prometheus.MustNewConstMetric(c.hostNS, prometheus.GaugeValue, metricutil.Bool(same))
 	}
-	b, err := readRegular(c.path, maxShmFileSize)
+	b, err := linux.ReadSystemFile(c.path, maxShmFileSize)
 	if os.IsNotExist(err) {
 		return nil // a kernel without CONFIG_SYSVIPC
 	}

@@ -1,8 +1,9 @@
 package collector
 
-// Real-kernel tests of issue 9: each runs children of this test binary
-// (re-executed, see truthChild) that do what the kernel must be seen
-// doing, and checks the collectors' series against what the children did.
+// Real-kernel tests of what the collectors say in namespaces, of exited
+// thread-group leaders, of comm and of late scans: each runs children of
+// this test binary (re-executed, see truthChild) that do what the kernel
+// must be seen doing, and checks the collectors' series against what the children did.
 
 import (
 	"bufio"

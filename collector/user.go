@@ -17,7 +17,11 @@ type userCollector struct {
 	locked, pinned, charged, procs *prometheus.Desc
 }
 
-func newUserCollector(*env) (Collector, error) {
+func newUserCollector(en *env) (Collector, error) {
+	// The sums come from the scrape's shared process scan.
+	if _, err := en.processScan(); err != nil {
+		return nil, err
+	}
 	d := func(name, help string) *prometheus.Desc {
 		return prometheus.NewDesc(prometheus.BuildFQName(namespace, "user", name), help, []string{"uid"}, nil)
 	}

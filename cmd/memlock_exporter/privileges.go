@@ -2,29 +2,21 @@ package main
 
 import (
 	"log/slog"
-	"os"
 	"strconv"
 
 	"github.com/memlock-exporter/memlock_exporter/collector"
 	"github.com/memlock-exporter/memlock_exporter/internal/linux"
 )
 
-// capSysPtrace is the bit of CAP_SYS_PTRACE in a capability mask.
-const capSysPtrace = 1 << 19
-
 // missingPrivileges says, once at start, what this exporter cannot read with
 // the capabilities it has, so that absent series are not a mystery.
 func missingPrivileges(cfg collector.Config, logger *slog.Logger) []string {
-	b, err := os.ReadFile("/proc/self/status")
+	s, err := linux.SelfStatus("/proc")
 	if err != nil {
 		return nil
 	}
-	var s linux.Status
-	if err := linux.ParseStatus(b, &s); err != nil {
-		return nil
-	}
 	var missing []string
-	if cfg.Process.Smaps && s.CapEff&capSysPtrace == 0 {
+	if cfg.Process.Smaps && s.CapEff&linux.CapSysPtrace == 0 {
 		// ptrace_may_access (PTRACE_MODE_READ) also refuses a process of
 		// the same uid that is not dumpable (setuid or setgid programs,
 		// prctl(PR_SET_DUMPABLE, 0): ssh-agent, gpg-agent, many daemons

@@ -256,3 +256,48 @@ func TestParseUIDMapAndLoadavg(t *testing.T) {
 		t.Error("short loadavg accepted")
 	}
 }
+
+// TestFixturesAgree: meminfo.txt and vmstat.txt are one host's, so Mlocked
+// and Unevictable (fs/proc/meminfo.c: NR_MLOCK and the unevictable LRU) are
+// vmstat's nr_mlock and nr_unevictable in 4 KiB pages.
+func TestFixturesAgree(t *testing.T) {
+	mb, err := os.ReadFile("testdata/meminfo.txt")
+	if err != nil {
+		t.Fatal(err)
+	}
+	vb, err := os.ReadFile("testdata/vmstat.txt")
+	if err != nil {
+		t.Fatal(err)
+	}
+	mi, err := ParseMeminfo(mb)
+	if err != nil {
+		t.Fatal(err)
+	}
+	vs, err := ParseVMStat(vb)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if mi.Mlocked != vs.NrMlock*4096 || mi.Unevictable != vs.NrUnevictable*4096 {
+		t.Errorf("meminfo Mlocked %d Unevictable %d bytes; vmstat nr_mlock %d nr_unevictable %d pages",
+			mi.Mlocked, mi.Unevictable, vs.NrMlock, vs.NrUnevictable)
+	}
+}
+
+// TestParseMemlockLimitNeedsColumns: the kernel writes the row's columns
+// apart ("%-25s %-20s %-20s %-10s", fs/proc/base.c proc_pid_limits); a row
+// whose values run into the name or each other is not its.
+func TestParseMemlockLimitNeedsColumns(t *testing.T) {
+	for _, in := range []string{
+		"Max locked memoryunlimitedunlimited\n",
+		"Max locked memory         unlimitedunlimited bytes\n",
+		"Max locked memory         8388608x 8388608 bytes\n",
+	} {
+		if _, err := ParseMemlockLimit([]byte(in)); !errors.Is(err, ErrMalformed) {
+			t.Errorf("%q: %v, want ErrMalformed", in, err)
+		}
+	}
+	l, err := ParseMemlockLimit([]byte("Max locked memory         unlimited            8388608              bytes     \n"))
+	if err != nil || l.Soft != Unlimited || l.Hard != 8388608 {
+		t.Errorf("kernel row: %+v, %v", l, err)
+	}
+}

@@ -149,6 +149,16 @@ type readKind struct {
 	// noLinks: no element of the path may be a symlink (a pid's files).
 	// Other paths may pass through one (the probe's "self/status").
 	noLinks bool
+	// system: a system-wide file read once per scrape (meminfo, vmstat,
+	// sysvipc/shm, a node's meminfo). It must be a regular file (fstat:
+	// procfs and sysfs files are; a device or directory under a hostile
+	// mount is refused) and end in a newline, as every line the kernel
+	// writes does: a file cut short would parse to wrong numbers. The
+	// fstat is one more syscall, paid once per file per scrape, never on
+	// the per-pid path.
+	system bool
+	// limit bounds the file's size; 0 means MaxFileSize.
+	limit int
 }
 
 func pidFileKind(name string) readKind {
@@ -165,19 +175,54 @@ func (r *Reader) ReadFile(d *Dir, name string) ([]byte, error) {
 	return r.read(d.fd, r.path, readKind{})
 }
 
+// ReadSystemFile reads the whole system-wide kernel file at path (meminfo,
+// vmstat, sysvipc/shm, a NUMA node's meminfo) of at most limit bytes into
+// a new buffer. What a broken or hostile mount may put there instead is
+// refused, never waited on or read without end: a symlink as the last
+// element (O_NOFOLLOW: no link to /dev/zero), a FIFO (O_NONBLOCK), a
+// device or directory (not a regular file: ErrMalformed), anything longer
+// than limit (ErrTooLarge), and a file without a final newline
+// (ErrMalformed).
+func ReadSystemFile(path string, limit int) ([]byte, error) {
+	r := Reader{buf: make([]byte, min(16<<10, limit+1))}
+	p := append([]byte(path), 0)
+	return r.read(unix.AT_FDCWD, p, readKind{system: true, limit: limit})
+}
+
 func (r *Reader) read(dirfd int, path []byte, kind readKind) ([]byte, error) {
 	fd, err := openat(dirfd, path, kind.noLinks)
 	if err != nil {
-		return nil, &pathError{op: "open", path: string(path[:len(path)-1]), err: err}
+		return nil, r.pathErr("open", path, err)
 	}
 	defer unix.Close(fd)
+	limit := kind.limit
+	if limit <= 0 {
+		limit = MaxFileSize
+	}
+	if kind.system {
+		var st unix.Stat_t
+		if err := unix.Fstat(fd, &st); err != nil {
+			return nil, r.pathErr("fstat", path, err)
+		}
+		if st.Mode&unix.S_IFMT != unix.S_IFREG {
+			return nil, r.pathErr("open", path, fmt.Errorf("%w: not a regular file (mode %#o)", ErrMalformed, st.Mode&unix.S_IFMT))
+		}
+		if st.Size > int64(limit) {
+			// procfs and sysfs files say 0; a file on disk (a copy of
+			// /proc) says how long it is, and need not be read to be
+			// refused.
+			return nil, r.pathErr("read", path, ErrTooLarge)
+		}
+	}
 	n := 0
 	for {
 		if n == len(r.buf) {
-			if len(r.buf) >= MaxFileSize {
-				return nil, &pathError{op: "read", path: string(path[:len(path)-1]), err: ErrTooLarge}
+			// The buffer grows to limit+1 bytes, so that a file of
+			// exactly limit bytes is read and a longer one is seen.
+			if n > limit {
+				return nil, r.pathErr("read", path, ErrTooLarge)
 			}
-			nb := make([]byte, min(2*len(r.buf), MaxFileSize))
+			nb := make([]byte, min(2*len(r.buf), limit+1))
 			copy(nb, r.buf[:n])
 			r.buf = nb
 		}
@@ -186,16 +231,26 @@ func (r *Reader) read(dirfd int, path []byte, kind readKind) ([]byte, error) {
 			continue
 		}
 		if err != nil {
-			return nil, &pathError{op: "read", path: string(path[:len(path)-1]), err: err}
+			return nil, r.pathErr("read", path, err)
 		}
 		if m == 0 {
+			if n > limit { // a Reader made with a buffer above limit
+				return nil, r.pathErr("read", path, ErrTooLarge)
+			}
+			if kind.system && n > 0 && r.buf[n-1] != '\n' {
+				return nil, r.pathErr("read", path, fmt.Errorf("%w: truncated (no final newline)", ErrMalformed))
+			}
 			return r.buf[:n], nil
 		}
 		n += m
-		if kind.single && n < len(r.buf) {
+		if kind.single && n < len(r.buf) && n <= limit {
 			return r.buf[:n], nil
 		}
 	}
+}
+
+func (r *Reader) pathErr(op string, path []byte, err error) error {
+	return &pathError{op: op, path: string(path[:len(path)-1]), err: err}
 }
 
 // The pid-file reads go through unix.Syscall, never RawSyscall: a read of
@@ -295,6 +350,14 @@ func (r *Reader) Pids(d *Dir, pids []int) ([]int, error) {
 	return r.numericEntries(d.fd, pids)
 }
 
+// The offsets in a struct linux_dirent64 (include/linux/dirent.h), as
+// unix.Dirent lays it out: d_ino, d_off, d_reclen, d_type, d_name.
+const (
+	direntReclen = int(unsafe.Offsetof(unix.Dirent{}.Reclen))
+	direntType   = int(unsafe.Offsetof(unix.Dirent{}.Type))
+	direntName   = int(unsafe.Offsetof(unix.Dirent{}.Name))
+)
+
 func (r *Reader) numericEntries(fd int, ids []int) ([]int, error) {
 	if r.dirents == nil {
 		r.dirents = make([]byte, 32<<10)
@@ -311,15 +374,15 @@ func (r *Reader) numericEntries(fd int, ids []int) ([]int, error) {
 			return ids, nil
 		}
 		b := r.dirents[:n]
-		for len(b) >= 19 {
-			reclen := int(*(*uint16)(unsafe.Pointer(&b[16])))
-			if reclen < 19 || reclen > len(b) {
+		for len(b) >= direntName {
+			reclen := int(*(*uint16)(unsafe.Pointer(&b[direntReclen])))
+			if reclen < direntName || reclen > len(b) {
 				return ids, &pathError{op: "getdents", path: "procfs", err: errors.New("bad record length")}
 			}
-			// linux_dirent64: d_type at 18, the name from 19. DT_UNKNOWN (a
-			// file system that does not fill it in) is left to openat2.
-			typ := b[18]
-			name := b[19:reclen]
+			// DT_UNKNOWN (a file system that does not fill d_type in) is
+			// left to openat2.
+			typ := b[direntType]
+			name := b[direntName:reclen]
 			if id, ok := atoiName(name); ok && (typ == unix.DT_DIR || typ == unix.DT_UNKNOWN) {
 				ids = append(ids, id)
 			}

@@ -1,7 +1,13 @@
 package linux
 
-// CapIPCLock is the bit of CAP_IPC_LOCK in a capability mask.
-const CapIPCLock = 1 << 14
+import "golang.org/x/sys/unix"
+
+// The bits of capabilities in a capability mask (CapEff and the others of
+// /proc/<pid>/status).
+const (
+	CapIPCLock   = 1 << unix.CAP_IPC_LOCK
+	CapSysPtrace = 1 << unix.CAP_SYS_PTRACE
+)
 
 // MaxComm is the longest name a process with an address space has: the
 // kernel keeps comm in TASK_COMM_LEN (16) bytes with a terminating NUL
@@ -172,4 +178,16 @@ func unescapeByte(c byte) (byte, bool) {
 		return 0x1b, true
 	}
 	return 0, false
+}
+
+// SelfStatus reads and parses /proc/self/status under procPath, the
+// process's own capabilities and locked memory.
+func SelfStatus(procPath string) (Status, error) {
+	var s Status
+	b, err := ReadSystemFile(procPath+"/self/status", MaxFileSize)
+	if err != nil {
+		return s, err
+	}
+	err = ParseStatus(b, &s)
+	return s, err
 }

@@ -1,5 +1,7 @@
 package linux
 
+import "bytes"
+
 // VMStat holds the memlock lines of /proc/vmstat, in pages.
 type VMStat struct {
 	NrMlock       uint64
@@ -27,7 +29,7 @@ func ParseVMStat(b []byte) (VMStat, error) {
 		if len(line) == 0 || (line[0] != 'n' && line[0] != 'u') {
 			continue
 		}
-		sp := indexByte(line, ' ')
+		sp := bytes.IndexByte(line, ' ')
 		if sp <= 0 {
 			continue
 		}
@@ -58,13 +60,4 @@ func ParseVMStat(b []byte) (VMStat, error) {
 		return VMStat{}, malformed("vmstat", "nr_mlock or nr_unevictable missing")
 	}
 	return v, nil
-}
-
-func indexByte(b []byte, c byte) int {
-	for i, x := range b {
-		if x == c {
-			return i
-		}
-	}
-	return -1
 }
