@@ -15,9 +15,10 @@ var ruleFiles = []string{"deploy/prometheus/rules.yml", "deploy/prometheus/alert
 
 const prometheusRulePath = "deploy/kubernetes/base/prometheusrule.yaml"
 
-const prometheusRuleHeader = `# Generated from deploy/prometheus/rules.yml and alerts.yml: do not edit.
-# Edit those files, then: cd tools && go test ./checks -run PrometheusRule -update
-# (the test fails while this file and they diverge).
+const prometheusRuleHeader = `# Generated from deploy/prometheus/rules.yml and alerts.yml, which mixin/
+# generates: do not edit. Edit mixin/*.libsonnet, then:
+#   cd tools && go test ./checks -run 'TestMixin|TestPrometheusRule' -update
+# (the tests fail while this file, they and the mixin diverge).
 `
 
 // ruleFileGroups returns the groups of every rule file, as generic YAML.
