@@ -98,9 +98,12 @@ bench-probe:
 # (remove_all_sd): rule checks and tests need none, and it builds far faster.
 PROMTOOL  := tools/bin/promtool
 KUSTOMIZE := tools/bin/kustomize
+# helm v3.22.0 for the chart (charts/memlock-exporter), from tools/helm, a
+# module of its own so that helm's dependencies do not move tools/go.mod's.
+HELM      := tools/bin/helm
 
 .PHONY: tools test-deploy
-tools: $(PROMTOOL) $(KUSTOMIZE)
+tools: $(PROMTOOL) $(KUSTOMIZE) $(HELM)
 
 $(PROMTOOL): tools/go.mod tools/go.sum
 	cd tools && $(GO) build -tags remove_all_sd -o bin/promtool github.com/prometheus/prometheus/cmd/promtool
@@ -108,20 +111,27 @@ $(PROMTOOL): tools/go.mod tools/go.sum
 $(KUSTOMIZE): tools/go.mod tools/go.sum
 	cd tools && $(GO) build -o bin/kustomize sigs.k8s.io/kustomize/kustomize/v5
 
+$(HELM): tools/helm/go.mod tools/helm/go.sum
+	cd tools/helm && $(GO) build -o ../bin/helm helm.sh/helm/v3/cmd/helm
+
 # test-deploy checks and unit-tests the alerting and recording rules, then
 # runs the tools module's tests: strict decoding of the rendered kustomize
 # objects, dashboard and rule queries against the metrics the exporter
-# emits, the Dockerfile and the systemd unit.
+# emits, the Dockerfile and the systemd unit; the Helm chart's lint,
+# strict decoding of its renders and their drift from the kustomize build
+# (tools/checks/helm_test.go, with HELM set).
 test-deploy: tools
 	$(PROMTOOL) check rules deploy/prometheus/rules.yml deploy/prometheus/alerts.yml
 	$(PROMTOOL) test rules deploy/prometheus/tests/*.yml
-	cd tools && $(GO) vet ./... && $(GO) test -count=1 ./...
+	cd tools && $(GO) vet ./... && HELM=$(CURDIR)/$(HELM) $(GO) test -count=1 ./...
 
 # test-apiserver dry-runs the rendered base and overlay against a real
 # kube-apiserver and etcd on loopback (tools/checks TestAPIServerDryRun):
 # server-side apply with dryRun=All and fieldValidation=Strict for every
 # object, the DaemonSet's pod through Pod Security admission, the
-# Prometheus Operator's CRDs installed from its module; then the overlay's
+# Prometheus Operator's CRDs installed from its module; the Helm chart's
+# default and every-value-on renders the same way, and helm install and
+# upgrade for real into a labelled namespace; then the overlay's
 # exporter behind kube-rbac-proxy, with tokens from that API server, to see
 # who reaches /metrics, /probe and /-/reload (TestRBACProxyGuardsExporter).
 # Both servers are built from the module proxy in a module of their own
@@ -136,6 +146,22 @@ ETCD           := tools/bin/etcd
 KUBE_RBAC_PROXY_VERSION := v0.22.1
 KUBE_RBAC_PROXY         := tools/bin/kube-rbac-proxy
 
+# test-e2e: a real Prometheus, built from the module tools/go.mod pins for
+# promtool (cmd/prometheus, remove_all_sd, no UI assets), scrapes the
+# exporter every second with probes on and lockers running, with
+# deploy/prometheus's rules loaded (for: shortened to 3s): alerts fire in
+# their failing case and stay quiet in the healthy one, and every
+# dashboard panel query returns data or says why it is empty
+# (tools/checks TestPrometheusEndToEnd). Needs root. CI runs it after make test.
+PROMETHEUS := tools/bin/prometheus
+
+.PHONY: test-e2e
+$(PROMETHEUS): tools/go.mod tools/go.sum
+	cd tools && $(GO) build -tags remove_all_sd -o bin/prometheus github.com/prometheus/prometheus/cmd/prometheus
+
+test-e2e: $(PROMETHEUS)
+	cd tools && PROMETHEUS=$(CURDIR)/$(PROMETHEUS) $(GO) test -count=1 -v -run '^TestPrometheusEndToEnd$$' ./checks/
+
 .PHONY: test-apiserver
 $(KUBE_APISERVER): tools/apiserver/go.mod tools/apiserver/go.sum
 	cd tools/apiserver && $(GO) build -o ../bin/kube-apiserver k8s.io/kubernetes/cmd/kube-apiserver
@@ -148,6 +174,6 @@ $(KUBE_RBAC_PROXY): tools/rbacproxy/go.mod tools/rbacproxy/go.sum
 		|| { echo "tools/rbacproxy/go.mod does not require kube-rbac-proxy $(KUBE_RBAC_PROXY_VERSION)"; exit 1; }
 	cd tools/rbacproxy && $(GO) build -o ../bin/kube-rbac-proxy github.com/brancz/kube-rbac-proxy/cmd/kube-rbac-proxy
 
-test-apiserver: $(KUBE_APISERVER) $(ETCD) $(KUBE_RBAC_PROXY)
-	cd tools && KUBE_APISERVER=$(CURDIR)/$(KUBE_APISERVER) ETCD=$(CURDIR)/$(ETCD) KUBE_RBAC_PROXY=$(CURDIR)/$(KUBE_RBAC_PROXY) \
+test-apiserver: $(KUBE_APISERVER) $(ETCD) $(KUBE_RBAC_PROXY) $(HELM)
+	cd tools && KUBE_APISERVER=$(CURDIR)/$(KUBE_APISERVER) ETCD=$(CURDIR)/$(ETCD) KUBE_RBAC_PROXY=$(CURDIR)/$(KUBE_RBAC_PROXY) HELM=$(CURDIR)/$(HELM) \
 		$(GO) test -count=1 -v -run '^(TestAPIServerDryRun|TestRBACProxyGuardsExporter)$$' ./checks/

@@ -40,10 +40,11 @@ const promOperatorModule = "github.com/prometheus-operator/prometheus-operator@v
 // (dry-run), so that Pod Security admission, the priority class and the
 // service account are checked as the kubelet's pods would be: accepted in
 // the namespace as labelled, rejected in one that enforces "baseline".
-// An object with an unknown field must be rejected.
+// An object with an unknown field must be rejected. The Helm chart's
+// default and every-part-on renders go through the same (with HELM set).
 //
-// It runs only under make test-apiserver, which builds the two binaries
-// and sets KUBE_APISERVER and ETCD; without them it skips.
+// It runs only under make test-apiserver, which builds the binaries and
+// sets KUBE_APISERVER, ETCD and HELM; without the first two it skips.
 func TestAPIServerDryRun(t *testing.T) {
 	apiserverBin, etcdBin := os.Getenv("KUBE_APISERVER"), os.Getenv("ETCD")
 	if apiserverBin == "" || etcdBin == "" {
@@ -66,8 +67,27 @@ func TestAPIServerDryRun(t *testing.T) {
 	}
 	api.waitEstablished(t, "servicemonitors.monitoring.coreos.com", "prometheusrules.monitoring.coreos.com")
 
+	// The kustomize base and overlay, then (with HELM set, as make
+	// test-apiserver does) the chart's default render, in the namespace the
+	// base created as helm install needs, and its render with every part
+	// on, which creates its own namespace.
+	type source struct {
+		dir  string
+		objs func() []map[string]any
+	}
+	var sources []source
 	for _, dir := range []string{"deploy/kubernetes", "deploy/kubernetes/overlays/probes-and-smaps", "deploy/kubernetes/overlays/bpf"} {
-		objs := renderObjects(t, dir)
+		sources = append(sources, source{dir, func() []map[string]any { return renderObjects(t, dir) }})
+	}
+	if os.Getenv("HELM") != "" {
+		sources = append(sources,
+			source{"helm template (defaults)", func() []map[string]any { return helmTemplate(t) }},
+			source{"helm template -f " + allOnValues, func() []map[string]any { return helmTemplate(t, "-f", allOnValues) }})
+	} else {
+		t.Log("HELM is not set: the chart's renders are not dry-run")
+	}
+	for _, src := range sources {
+		dir, objs := src.dir, src.objs()
 		// Namespaces and the service account exist for real: dry-run
 		// objects are not stored, and a Pod needs its service account.
 		for _, o := range objs {
@@ -131,6 +151,51 @@ func TestAPIServerDryRun(t *testing.T) {
 			t.Errorf("strict create of a DaemonSet with an unknown field: want 400 unknown field, got %d %s", code, body)
 		} else {
 			t.Logf("rejected: %s", jsonField(body, "message"))
+		}
+	}
+
+	if os.Getenv("HELM") != "" {
+		helmInstall(t, api)
+	}
+}
+
+// helmInstall runs the README's helm lines for real against the API
+// server (which has no controllers: nothing runs, every object is
+// stored): a namespace labelled for the privileged Pod Security level,
+// helm install into it, then helm upgrade with the probes-and-smaps
+// values. Each must succeed and leave the DaemonSet the render says.
+func helmInstall(t *testing.T, api *apiServer) {
+	t.Helper()
+	dir := t.TempDir()
+	ca := filepath.Join(dir, "ca.crt")
+	writeFile(t, ca, api.caPEM)
+	kubeconfig := filepath.Join(dir, "kubeconfig")
+	writeFile(t, kubeconfig, []byte(fmt.Sprintf(`apiVersion: v1
+kind: Config
+clusters: [{name: test, cluster: {server: %q, certificate-authority: %q}}]
+users: [{name: admin, user: {token: %q}}]
+contexts: [{name: test, context: {cluster: test, user: admin}}]
+current-context: test
+`, api.url, ca, api.token)))
+	const ns = "helm-install"
+	api.mustApply(t, map[string]any{"apiVersion": "v1", "kind": "Namespace", "metadata": map[string]any{"name": ns,
+		"labels": map[string]any{"pod-security.kubernetes.io/enforce": "privileged", "pod-security.kubernetes.io/warn": "privileged", "pod-security.kubernetes.io/audit": "privileged"}}}, false)
+	for _, args := range [][]string{
+		{"install", "memlock-exporter", chartDir, "--namespace", ns},
+		{"upgrade", "memlock-exporter", chartDir, "--namespace", ns, "-f", probesAndSmapsValues},
+	} {
+		out, err := runHelm(t, append(args, "--kubeconfig", kubeconfig, "--wait=false")...)
+		if err != nil {
+			t.Fatalf("helm %v: %v\n%s", args, err, out)
+		}
+		t.Logf("helm %s: %s", args[0], strings.TrimSpace(out))
+		code, body := api.do(t, http.MethodGet, "/apis/apps/v1/namespaces/"+ns+"/daemonsets/memlock-exporter", "", nil)
+		if code != http.StatusOK {
+			t.Fatalf("after helm %s: GET the DaemonSet: %d %s", args[0], code, body)
+		}
+		probes := strings.Contains(body, "--probe.enable")
+		if want := args[0] == "upgrade"; probes != want {
+			t.Errorf("after helm %s: the stored DaemonSet has --probe.enable %v, want %v", args[0], probes, want)
 		}
 	}
 }

@@ -37,6 +37,7 @@ type panel struct {
 	ID          int                       `json:"id"`
 	Type        string                    `json:"type"`
 	Title       string                    `json:"title"`
+	Description string                    `json:"description"`
 	Datasource  *datasource               `json:"datasource"`
 	GridPos     *struct{ H, W, X, Y int } `json:"gridPos"`
 	Panels      []panel                   `json:"panels"` // collapsed rows
@@ -48,6 +49,7 @@ type panel struct {
 	Targets []struct {
 		RefID      string      `json:"refId"`
 		Expr       string      `json:"expr"`
+		Instant    bool        `json:"instant"`
 		Datasource *datasource `json:"datasource"`
 	} `json:"targets"`
 }

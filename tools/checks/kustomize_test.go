@@ -37,8 +37,7 @@ type rendered struct {
 }
 
 // render builds dir with kustomize's own engine (the one kubectl kustomize
-// embeds) and decodes every object into its Go type, failing on unknown
-// or duplicate fields and on kinds this test does not know.
+// embeds) and decodes every object into its Go type (add).
 func render(t *testing.T, dir string) *rendered {
 	t.Helper()
 	k := krusty.MakeKustomizer(krusty.MakeDefaultOptions())
@@ -52,32 +51,40 @@ func render(t *testing.T, dir string) *rendered {
 		if err != nil {
 			t.Fatal(err)
 		}
-		id := fmt.Sprintf("%s %s/%s/%s", dir, r.GetApiVersion(), r.GetKind(), r.GetName())
-		out.labels[id] = r.GetLabels()
-		switch gvk := r.GetApiVersion() + " " + r.GetKind(); gvk {
-		case "v1 Namespace":
-			out.namespaces = append(out.namespaces, decodeStrict[corev1.Namespace](t, id, b))
-		case "v1 ServiceAccount":
-			out.serviceAccounts = append(out.serviceAccounts, decodeStrict[corev1.ServiceAccount](t, id, b))
-		case "apps/v1 DaemonSet":
-			out.daemonSets = append(out.daemonSets, decodeStrict[appsv1.DaemonSet](t, id, b))
-		case "v1 Service":
-			out.services = append(out.services, decodeStrict[corev1.Service](t, id, b))
-		case "monitoring.coreos.com/v1 ServiceMonitor":
-			out.serviceMonitors = append(out.serviceMonitors, decodeStrict[monitoringv1.ServiceMonitor](t, id, b))
-		case "monitoring.coreos.com/v1 PrometheusRule":
-			out.prometheusRules = append(out.prometheusRules, decodeStrict[monitoringv1.PrometheusRule](t, id, b))
-		case "rbac.authorization.k8s.io/v1 ClusterRole":
-			out.clusterRoles = append(out.clusterRoles, decodeStrict[rbacv1.ClusterRole](t, id, b))
-		case "rbac.authorization.k8s.io/v1 ClusterRoleBinding":
-			out.clusterBindings = append(out.clusterBindings, decodeStrict[rbacv1.ClusterRoleBinding](t, id, b))
-		case "networking.k8s.io/v1 NetworkPolicy":
-			out.networkPolicies = append(out.networkPolicies, decodeStrict[networkingv1.NetworkPolicy](t, id, b))
-		default:
-			t.Errorf("%s: kind %q is not checked by this test; add it", id, gvk)
-		}
+		out.add(t, dir, r.GetApiVersion(), r.GetKind(), r.GetName(), r.GetLabels(), b)
 	}
 	return out
+}
+
+// add decodes one object (JSON) strictly into its Go type, failing on
+// unknown or duplicate fields and on kinds this test does not know. The
+// kustomize and the helm renders (helm_test.go) share it.
+func (out *rendered) add(t *testing.T, source, apiVersion, kind, name string, labels map[string]string, b []byte) {
+	t.Helper()
+	id := fmt.Sprintf("%s %s/%s/%s", source, apiVersion, kind, name)
+	out.labels[id] = labels
+	switch gvk := apiVersion + " " + kind; gvk {
+	case "v1 Namespace":
+		out.namespaces = append(out.namespaces, decodeStrict[corev1.Namespace](t, id, b))
+	case "v1 ServiceAccount":
+		out.serviceAccounts = append(out.serviceAccounts, decodeStrict[corev1.ServiceAccount](t, id, b))
+	case "apps/v1 DaemonSet":
+		out.daemonSets = append(out.daemonSets, decodeStrict[appsv1.DaemonSet](t, id, b))
+	case "v1 Service":
+		out.services = append(out.services, decodeStrict[corev1.Service](t, id, b))
+	case "monitoring.coreos.com/v1 ServiceMonitor":
+		out.serviceMonitors = append(out.serviceMonitors, decodeStrict[monitoringv1.ServiceMonitor](t, id, b))
+	case "monitoring.coreos.com/v1 PrometheusRule":
+		out.prometheusRules = append(out.prometheusRules, decodeStrict[monitoringv1.PrometheusRule](t, id, b))
+	case "rbac.authorization.k8s.io/v1 ClusterRole":
+		out.clusterRoles = append(out.clusterRoles, decodeStrict[rbacv1.ClusterRole](t, id, b))
+	case "rbac.authorization.k8s.io/v1 ClusterRoleBinding":
+		out.clusterBindings = append(out.clusterBindings, decodeStrict[rbacv1.ClusterRoleBinding](t, id, b))
+	case "networking.k8s.io/v1 NetworkPolicy":
+		out.networkPolicies = append(out.networkPolicies, decodeStrict[networkingv1.NetworkPolicy](t, id, b))
+	default:
+		t.Errorf("%s: kind %q is not checked by this test; add it", id, gvk)
+	}
 }
 
 func decodeStrict[T any](t *testing.T, id string, b []byte) T {

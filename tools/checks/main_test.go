@@ -31,6 +31,12 @@ var root = func() string {
 var tempDirs []string
 
 func TestMain(m *testing.M) {
+	if spec := os.Getenv(lockerEnv); spec != "" {
+		runLocker(spec) // a child of TestPrometheusEndToEnd; never returns
+	}
+	if soft := os.Getenv(execLimitEnv); soft != "" {
+		execWithLimit(soft) // likewise
+	}
 	flag.Parse()
 	code := m.Run()
 	for _, d := range tempDirs {

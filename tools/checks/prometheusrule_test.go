@@ -15,9 +15,10 @@ var ruleFiles = []string{"deploy/prometheus/rules.yml", "deploy/prometheus/alert
 
 const prometheusRulePath = "deploy/kubernetes/base/prometheusrule.yaml"
 
-const prometheusRuleHeader = `# Generated from deploy/prometheus/rules.yml and alerts.yml: do not edit.
-# Edit those files, then: cd tools && go test ./checks -run PrometheusRule -update
-# (the test fails while this file and they diverge).
+const prometheusRuleHeader = `# Generated from deploy/prometheus/rules.yml and alerts.yml, which mixin/
+# generates: do not edit. Edit mixin/*.libsonnet, then:
+#   cd tools && go test ./checks -run 'TestMixin|TestPrometheusRule' -update
+# (the tests fail while this file, they and the mixin diverge).
 `
 
 // ruleFileGroups returns the groups of every rule file, as generic YAML.
@@ -35,6 +36,9 @@ func ruleFileGroups(t *testing.T) []any {
 	}
 	return groups
 }
+
+// chartRuleSpecPath is the Helm chart's copy of the PrometheusRule's spec.
+const chartRuleSpecPath = "charts/memlock-exporter/files/prometheusrule-spec.yaml"
 
 func TestPrometheusRuleMatchesRuleFiles(t *testing.T) {
 	want := ruleFileGroups(t)
@@ -54,6 +58,23 @@ func TestPrometheusRuleMatchesRuleFiles(t *testing.T) {
 		if err := os.WriteFile(repoPath(prometheusRulePath), append([]byte(prometheusRuleHeader), b...), 0o644); err != nil {
 			t.Fatal(err)
 		}
+		// The chart's copy of the spec (its templates/prometheusrule.yaml
+		// includes it; helm cannot read files outside the chart).
+		if b, err = yaml.Marshal(obj["spec"]); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(repoPath(chartRuleSpecPath), b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var spec struct {
+		Groups []any `json:"groups"`
+	}
+	if err := yaml.Unmarshal(readFile(t, chartRuleSpecPath), &spec); err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(spec.Groups, want) {
+		t.Errorf("%s and %v diverge: regenerate it with\n\tcd tools && go test ./checks -run PrometheusRule -update", chartRuleSpecPath, ruleFiles)
 	}
 	b := readFile(t, prometheusRulePath)
 	if !bytes.HasPrefix(b, []byte(prometheusRuleHeader)) {
