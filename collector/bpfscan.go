@@ -3,6 +3,7 @@ package collector
 import (
 	"context"
 	"fmt"
+	"path/filepath"
 	"strconv"
 	"sync"
 
@@ -51,16 +52,23 @@ type passState struct {
 	src   TaskSource
 	mu    sync.Mutex
 	byPID map[int32]int
+	// wholeView: the procfs at ProcPath hides no pid (no hidepid), so a
+	// pass proven whole may replace its listing.
+	wholeView bool
 }
 
-// scanWithPass fills res for pids (the /proc listing, which stays the
-// authority on which processes exist) from one iterator pass, reading
+// scanWithPass fills res from one iterator pass, reading
 // /proc/<pid>/status only for the pids the pass lacks or handles
 // differently: on some hosts the kernel gives the iterator no task of
 // pid 1 (docs/bpf.md), and an exited leader, a zombie or a record with a
-// failed kernel read is read from /proc as without BPF. It returns false,
-// with res untouched, when the pass fails: the caller then scans /proc.
-func (ps *processScanner) scanWithPass(ctx context.Context, res *processScan, r *linux.Reader, dir *linux.Dir, pids []int) bool {
+// failed kernel read is read from /proc as without BPF. The pids are /proc's
+// listing, the authority on which processes exist, unless the pass is
+// proven whole (passComplete): then they are the pass's own, and the
+// listing, which costs about a microsecond a pid in the kernel, is not
+// made. It returns false, with res untouched, when the pass fails: the
+// caller then scans /proc.
+func (ps *processScanner) scanWithPass(ctx context.Context, res *processScan, bufs *readBufs, dir *linux.Dir) bool {
+	r := bufs.r
 	p := ps.pass
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -75,6 +83,24 @@ func (ps *processScanner) scanWithPass(ctx context.Context, res *processScan, r 
 	for i := range snap.Tasks {
 		p.byPID[snap.Tasks[i].PID] = i
 	}
+	pids := bufs.pids[:0]
+	if ps.passComplete(res, snap, r, dir) {
+		for i := range snap.Tasks {
+			pids = append(pids, int(snap.Tasks[i].PID))
+		}
+		if _, ok := p.byPID[1]; !ok {
+			pids = append(pids, 1) // withheld by the kernel: read from /proc
+		}
+		res.pidsFromPass = true
+	} else {
+		pids, err = r.Pids(dir, pids)
+		if err != nil {
+			bufs.pids = pids
+			res.err = err
+			return true
+		}
+	}
+	bufs.pids = pids
 	res.source = SourceBPF
 	var st linux.Status
 	var comm [linux.MaxComm]byte
@@ -120,6 +146,40 @@ func (ps *processScanner) scanWithPass(ctx context.Context, res *processScan, r 
 	return true
 }
 
+// passComplete reports whether snap holds every task of the kernel, so
+// that its pids may stand in for /proc's listing: the procfs hides no pid
+// (no hidepid, checked at start), and the kernel's count of tasks
+// (/proc/loadavg, read before the pass into res.systemTasks and again
+// now) is the sum of the pass's Threads, plus those of pid 1 (from its
+// status) when the pass lacks it. A task created or ended meanwhile makes
+// the counts differ, and /proc is listed.
+func (ps *processScanner) passComplete(res *processScan, snap *bpf.Snapshot, r *linux.Reader, dir *linux.Dir) bool {
+	if !ps.pass.wholeView || res.systemTasks < 0 {
+		return false
+	}
+	sum := 0
+	for i := range snap.Tasks {
+		sum += int(snap.Tasks[i].Threads)
+	}
+	if _, ok := ps.pass.byPID[1]; !ok {
+		var st linux.Status
+		b, err := r.ReadPid(dir, 1, "status")
+		if err != nil || linux.ParseStatus(b, &st) != nil {
+			return false
+		}
+		sum += st.Threads
+	}
+	if sum != res.systemTasks {
+		return false
+	}
+	b, err := r.ReadFile(dir, "loadavg")
+	if err != nil {
+		return false
+	}
+	n, err := linux.ParseLoadavgTasks(b)
+	return err == nil && int(n) == sum
+}
+
 // ScanSource says where the process and user collectors take their
 // per-process numbers from (SourceBPF or SourceProcfs) and, for procfs,
 // why. It is empty when neither collector is enabled.
@@ -143,9 +203,26 @@ func (ps *processScanner) setupPass(cfg Config) {
 	case !ps.samePidNS:
 		ps.reason = "other_pid_namespace"
 	default:
-		ps.pass = &passState{src: cfg.Tasks, byPID: make(map[int32]int)}
+		ps.pass = &passState{src: cfg.Tasks, byPID: make(map[int32]int), wholeView: procShowsAll(cfg.ProcPath)}
 		ps.source, ps.reason = SourceBPF, ""
 	}
+}
+
+// procShowsAll reports whether the procfs at path hides no pid from the
+// exporter (no hidepid in /proc/self/mountinfo for that mount point).
+func procShowsAll(path string) bool {
+	abs, err := filepath.Abs(path)
+	if err != nil {
+		return false
+	}
+	if p, err := filepath.EvalSymlinks(abs); err == nil {
+		abs = p
+	}
+	b, err := linux.ReadSystemFile("/proc/self/mountinfo", 4<<20)
+	if err != nil {
+		return false
+	}
+	return !linux.ProcHidesPids(b, abs)
 }
 
 var scanSourceDesc = prometheus.NewDesc("memlock_scan_source_info",

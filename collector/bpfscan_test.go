@@ -1,6 +1,10 @@
 package collector
 
 import (
+	"context"
+	"log/slog"
+	"os"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -50,4 +54,80 @@ func TestBPFMetricsLint(t *testing.T) {
 	if !strings.Contains(string(out), `memlock_scan_source_info{reason="",source="bpf"} 1`) {
 		t.Errorf("source metric:\n%s", out)
 	}
+}
+
+// TestPassReplacesListing: when the kernel's task count proves the pass
+// whole, the scan takes its pids from the pass, pid 1 included where the
+// kernel withholds it from iterators (read from /proc then), and every pid
+// /proc lists before and after the scan is among them; the scanned count
+// equals that list.
+func TestPassReplacesListing(t *testing.T) {
+	bpftest.RequireRoot(t)
+	m, err := bpf.Open()
+	if err != nil {
+		t.Skipf("cannot load the task iterator here: %v", err)
+	}
+	defer m.Close()
+	cfg := DefaultConfig()
+	cfg.Tasks = m
+	ps, err := newProcessScanner(cfg, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !ps.pass.wholeView {
+		t.Skip("this host's /proc hides pids (hidepid): the listing is always made")
+	}
+	var res *processScan
+	var before, pids []int
+	for try := 0; try < 20; try++ { // other processes starting or ending make the counts differ
+		before = listPids(t)
+		res = ps.scan(context.Background())
+		if res.err != nil {
+			t.Fatal(res.err)
+		}
+		if res.pidsFromPass {
+			bufs := ps.bufs.get()
+			pids = append([]int(nil), bufs.pids...)
+			ps.bufs.put(bufs)
+			break
+		}
+	}
+	if !res.pidsFromPass {
+		t.Skip("the task count never matched the pass in 20 tries (a busy host)")
+	}
+	after := listPids(t)
+	in := map[int]bool{}
+	for _, p := range pids {
+		in[p] = true
+	}
+	if !in[1] {
+		t.Error("pid 1 not scanned")
+	}
+	stable := map[int]bool{}
+	for _, p := range after {
+		stable[p] = true
+	}
+	for _, p := range before {
+		if stable[p] && !in[p] {
+			t.Errorf("pid %d listed by /proc before and after is not in the pass's list", p)
+		}
+	}
+	if res.scanned > len(pids) || res.scanned < len(pids)-5 {
+		t.Errorf("scanned %d of %d pids", res.scanned, len(pids))
+	}
+}
+
+func listPids(t *testing.T) []int {
+	t.Helper()
+	ents, err := os.ReadDir("/proc")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var pids []int
+	for _, e := range ents {
+		if p, err := strconv.Atoi(e.Name()); err == nil {
+			pids = append(pids, p)
+		}
+	}
+	return pids
 }

@@ -121,6 +121,7 @@ type processScan struct {
 	// instead, and userCharges and shmCharges hold the pass's per-user
 	// kernel counters.
 	source         string
+	pidsFromPass   bool // the pass was whole: /proc was not listed
 	procfsFallback int
 	userCharges    []userCharge
 	shmCharges     []shmCharge
@@ -192,13 +193,13 @@ func (ps *processScanner) scan(ctx context.Context) *processScan {
 			res.systemTasks = int(n)
 		}
 	}
+	if ps.pass != nil && ps.scanWithPass(ctx, res, bufs, dir) {
+		return res
+	}
 	pids, err := r.Pids(dir, bufs.pids[:0])
 	bufs.pids = pids
 	if err != nil {
 		res.err = err
-		return res
-	}
-	if ps.pass != nil && ps.scanWithPass(ctx, res, r, dir, pids) {
 		return res
 	}
 	res.source = SourceProcfs
