@@ -230,6 +230,9 @@ func TestBPFFallback(t *testing.T) {
 	if !strings.Contains(string(out), "--collector.bpf=on") || !strings.Contains(string(out), "CAP_BPF and CAP_PERFMON") {
 		t.Errorf("message does not name the flag and the capabilities:\n%s", out)
 	}
+	if strings.Contains(string(out), "RemoveMemlock") {
+		t.Errorf("message blames RLIMIT_MEMLOCK, which BPF memory is not charged to since 5.11:\n%s", out)
+	}
 	if n := strings.Count(strings.TrimSpace(string(out)), "\n"); n != 0 {
 		t.Errorf("want one line, got %d:\n%s", n+1, out)
 	}

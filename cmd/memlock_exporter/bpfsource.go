@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"runtime/debug"
+	"strings"
 	"time"
 
 	"github.com/alecthomas/kingpin/v2"
@@ -54,10 +55,17 @@ func openTasks(mode string, enabled []string, cfg *collector.Config) (m *bpf.Mod
 		return m, nil, nil
 	}
 	if mode == "on" {
-		return nil, err, fmt.Errorf("--collector.bpf=on: %s: %w", bpfMissing(err), err)
+		return nil, err, fmt.Errorf("--collector.bpf=on: %s: %s", bpfMissing(err), bareBPFError(err))
 	}
 	cfg.TasksUnavailable = bpfReason(err)
 	return nil, err, nil
+}
+
+// bareBPFError drops the hint cilium/ebpf appends to every EPERM: since
+// 5.11 BPF memory is charged to the memory cgroup, not RLIMIT_MEMLOCK, and
+// the exporter never raises the limit; the missing capability is the cause.
+func bareBPFError(err error) string {
+	return strings.TrimSuffix(err.Error(), " (MEMLOCK may be too low, consider rlimit.RemoveMemlock)")
 }
 
 // bpfReason is memlock_scan_source_info's reason for a failed bpf.Open.
@@ -98,7 +106,7 @@ func logScanSource(exp *collector.Exporter, loadErr error, logger *slog.Logger) 
 	}
 	args := []any{"scan_source", source, "reason", reason}
 	if loadErr != nil {
-		args = append(args, "err", loadErr)
+		args = append(args, "err", bareBPFError(loadErr))
 	}
 	logger.Info("per-process numbers from /proc", args...)
 }
