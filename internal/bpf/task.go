@@ -75,6 +75,13 @@ func (t *Task) Comm() string {
 	return string(c)
 }
 
+// SetComm sets the command name (cut to 15 bytes), for a Snapshot built
+// outside the iterator: a test's fixture of a kernel this machine is not.
+func (t *Task) SetComm(name string) {
+	t.comm = [16]byte{}
+	copy(t.comm[:15], name)
+}
+
 // AppendComm appends the command name to b, without allocating when b has
 // room for 16 bytes.
 func (t *Task) AppendComm(b []byte) []byte {
