@@ -158,7 +158,7 @@ type Module struct {
 // Validate checks m against the byte budget maxBytes.
 func (m *Module) Validate(maxBytes uint64) error {
 	known := false
-	for _, x := range Modes {
+	for _, x := range modes {
 		known = known || m.Mode == x
 	}
 	switch {

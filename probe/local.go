@@ -75,7 +75,7 @@ func runLocal(ctx context.Context, env *Env, m Module, res *Result, logger *slog
 		}
 	}
 	res.timed(PhaseMap, t)
-	env.runHook(PhaseMap, r.mem)
+	env.runHook(ctx, PhaseMap, r.mem)
 	logger.Debug("mapped", "bytes", length, "map_seconds", res.Phases[PhaseMap].Seconds())
 
 	t = time.Now()
@@ -87,7 +87,7 @@ func runLocal(ctx context.Context, env *Env, m Module, res *Result, logger *slog
 		}
 		return res.failErrno(string(m.Mode), err, &res.Headroom)
 	}
-	env.runHook(PhaseLock, r.mem)
+	env.runHook(ctx, PhaseLock, r.mem)
 	logger.Debug("locked", "lock_seconds", res.Phases[PhaseLock].Seconds(), "chunk_bytes", chunk)
 
 	n := pages
@@ -99,12 +99,12 @@ func runLocal(ctx context.Context, env *Env, m Module, res *Result, logger *slog
 	touch(r.mem, page, n, seed)
 	res.timed(PhaseTouch, t)
 	res.Touched = uint64(n * page)
-	env.runHook(PhaseTouch, r.mem)
+	env.runHook(ctx, PhaseTouch, r.mem)
 
 	t = time.Now()
 	verr := env.verifyRegion(r, res, spec.x, baseline, n, seed)
 	res.timed(PhaseVerify, t)
-	env.runHook(PhaseVerify, r.mem)
+	env.runHook(ctx, PhaseVerify, r.mem)
 	logger.Debug("verified", "locked_delta_bytes", res.LockedDelta, "smaps_locked_bytes", res.ResidentLocked,
 		"resident_bytes", res.Resident, "touched_bytes", res.Touched, "anon_huge_bytes", res.HugeBytes,
 		"kpageflags_checked", res.KpageflagsChecked, "kpageflags_pages", res.KpageflagsPages,
@@ -117,7 +117,7 @@ func runLocal(ctx context.Context, env *Env, m Module, res *Result, logger *slog
 		return res.fail(ReasonOther, fmt.Errorf("munlock: %w", err))
 	}
 	r.mayBeLocked = false
-	env.runHook(PhaseUnlock, r.mem)
+	env.runHook(ctx, PhaseUnlock, r.mem)
 	if verr == nil {
 		t = time.Now()
 		verr = env.verifyUnlocked(baseline)
@@ -137,8 +137,8 @@ func runLocal(ctx context.Context, env *Env, m Module, res *Result, logger *slog
 	return true
 }
 
-func (e *Env) runHook(p Phase, mem []byte) {
+func (e *Env) runHook(ctx context.Context, p Phase, mem []byte) {
 	if e.hook != nil {
-		e.hook(p, mem)
+		e.hook(ctx, p, mem)
 	}
 }

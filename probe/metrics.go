@@ -143,7 +143,7 @@ func (m *metrics) collect(h Headroom, ch chan<- prometheus.Metric) {
 		s := m.state[mode]
 		l := string(mode)
 		ch <- prometheus.MustNewConstMetric(m.runs, prometheus.CounterValue, float64(s.runs), l)
-		for _, r := range Reasons {
+		for _, r := range reasons {
 			ch <- prometheus.MustNewConstMetric(m.failures, prometheus.CounterValue, float64(s.failures[r]), l, string(r))
 		}
 		if !s.ran {
@@ -304,7 +304,7 @@ func (c *ResultCollector) Collect(ch chan<- prometheus.Metric) {
 	if r.Ran[PhaseLock] && r.Reason == "" {
 		g(probePerPageDesc, r.SecondsPerPage())
 	}
-	for _, reason := range Reasons {
+	for _, reason := range reasons {
 		g(probeFailedDesc, boolFloat(r.Reason == reason), string(reason))
 	}
 	if r.Headroom.StatusKnown || r.Headroom.MemAvailableKnown {

@@ -1,6 +1,7 @@
 package probe
 
 import (
+	"context"
 	"encoding/binary"
 	"fmt"
 	"os"
@@ -32,7 +33,7 @@ type Env struct {
 	// Exe is the binary started for the mlockall child: the exporter's own.
 	Exe string
 	// hook, when set (tests), runs after each phase of a local prober.
-	hook func(Phase, []byte)
+	hook func(context.Context, Phase, []byte)
 
 	page   int
 	reader *linux.Reader

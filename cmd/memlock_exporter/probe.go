@@ -82,7 +82,7 @@ func (p *probeOptions) validate() error {
 		p.scheduled = append(p.scheduled, m)
 	}
 	p.onDemand = nil
-	for _, mode := range probe.Modes {
+	for _, mode := range probe.Modes() {
 		if !seen[string(mode)] {
 			p.onDemand = append(p.onDemand, probe.NamedModule{Name: string(mode), Module: probe.Module{Mode: mode, Size: p.size}})
 		}
@@ -210,7 +210,7 @@ func probeHandler(r *probe.Runner, maxReqs int, to timeouts, logger *slog.Logger
 		plog := slog.New(slog.NewTextHandler(&log, &slog.HandlerOptions{Level: slog.LevelDebug}))
 		res := r.Probe(ctx, name, m, plog.With("module", name))
 		if !res.Success {
-			logger.Debug("on-demand probe failed", "module", name, "reason", string(res.Reason), "err", res.Err)
+			logger.Debug("on-demand probe failed", "module", name, "reason", res.Reason, "err", res.Err)
 		}
 		reg := prometheus.NewRegistry()
 		reg.MustRegister(probe.NewResultCollector(&res))
