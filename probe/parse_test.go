@@ -122,12 +122,12 @@ func TestCgroupHeadroomAt(t *testing.T) {
 }
 
 func TestParseSize(t *testing.T) {
-	for in, want := range map[string]Bytes{"4096": 4096, "32KiB": 32 << 10, "1MiB": 1 << 20, "2 M": 2 << 20, "1GiB": 1 << 30, "auto": 0, "8k": 8 << 10} {
+	for in, want := range map[string]Bytes{"4096": 4096, "32KiB": 32 << 10, "1MiB": 1 << 20, "2 MiB": 2 << 20, "3MB": 3 << 20, "1GiB": 1 << 30, "auto": 0, "8KB": 8 << 10, "1TiB": 1 << 40} {
 		if got, err := ParseSize(in); err != nil || got != want {
 			t.Errorf("ParseSize(%q) = %d, %v; want %d", in, got, err, want)
 		}
 	}
-	for _, bad := range []string{"", "MiB", "12 parsecs", "-1", "99999999999999999999", "17179869184GiB", "0", "0KiB", "00 M"} {
+	for _, bad := range []string{"", "MiB", "12 parsecs", "-1", "99999999999999999999", "17179869184GiB", "0", "0KiB", "00 MiB", "8k", "8K", "8kB", "2 M", "1.5MiB", "1GiB512MiB", "+1", "1MiB1", "16EiB", "1 KiB B"} {
 		if _, err := ParseSize(bad); !errors.Is(err, errMalformed) {
 			t.Errorf("ParseSize(%q): err %v, want errMalformed", bad, err)
 		}
