@@ -171,6 +171,9 @@ func TestServingTLSAndBasicAuth(t *testing.T) {
 }
 
 func TestServingMaxRequests(t *testing.T) {
+	if testing.Short() {
+		t.Skip("slow (saturates --web.max-requests of the built exporter): make test runs it")
+	}
 	t.Parallel()
 	bin, _ := sharedBuild(t)
 	const limit = 2
@@ -218,6 +221,9 @@ func TestServingMaxRequests(t *testing.T) {
 // must not keep a scrape from being served, and the server must close them
 // (ReadHeaderTimeout, 10 s).
 func TestServingSlowloris(t *testing.T) {
+	if testing.Short() {
+		t.Skip("slow (trickles headers until the server times them out): make test runs it")
+	}
 	t.Parallel()
 	bin, _ := sharedBuild(t)
 	e := startExporter(t, bin, -1, "--web.max-requests=2")
@@ -277,6 +283,9 @@ func TestServingSlowloris(t *testing.T) {
 // X-Prometheus-Scrape-Timeout-Seconds: --scrape.max-timeout (2 s here) caps
 // it, or the clients would hold the slot for a day (issue 10 point 4).
 func TestServingClientNeverReads(t *testing.T) {
+	if testing.Short() {
+		t.Skip("slow (holds connections for the capped scrape timeout): make test runs it")
+	}
 	t.Parallel()
 	bin, _ := sharedBuild(t)
 	// Every process reported, and 400 more of them: a response of hundreds
