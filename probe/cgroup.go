@@ -132,26 +132,3 @@ func parseCgroupValue(b []byte) (uint64, error) {
 	}
 	return v, nil
 }
-
-// parseMemAvailable returns MemAvailable from /proc/meminfo, in bytes.
-func parseMemAvailable(b []byte) (uint64, error) {
-	const key = "MemAvailable:"
-	for len(b) > 0 {
-		var line []byte
-		if i := bytes.IndexByte(b, '\n'); i >= 0 {
-			line, b = b[:i], b[i+1:]
-		} else {
-			line, b = b, nil
-		}
-		if !bytes.HasPrefix(line, []byte(key)) {
-			continue
-		}
-		num, unit, _ := bytes.Cut(bytes.TrimSpace(line[len(key):]), []byte(" "))
-		v, err := strconv.ParseUint(string(num), 10, 64)
-		if err != nil || string(bytes.TrimSpace(unit)) != "kB" || v > math.MaxUint64/1024 {
-			return 0, fmt.Errorf("meminfo: %w: %q", errMalformed, line)
-		}
-		return v * 1024, nil
-	}
-	return 0, fmt.Errorf("meminfo: %w: no MemAvailable line", errMalformed)
-}

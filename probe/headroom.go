@@ -6,6 +6,8 @@ import (
 	"strings"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/memlock-exporter/memlock_exporter/internal/linux"
 )
 
 // Headroom is how many bytes this process could lock now, per constraint;
@@ -64,7 +66,7 @@ func (e *Env) Headroom() Headroom {
 		h.Effective = min(h.Effective, v)
 	}
 	if b, err := os.ReadFile(e.ProcPath + "/meminfo"); err == nil {
-		if v, err := parseMemAvailable(b); err == nil {
+		if v, err := linux.ParseMemAvailable(b); err == nil {
 			h.MemAvailable, h.MemAvailableKnown = v, true
 			h.Effective = min(h.Effective, v)
 		}
