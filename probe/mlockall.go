@@ -201,7 +201,7 @@ func RunChild() int {
 	res.timed(PhaseTouch, t)
 
 	t = time.Now()
-	verr := env.verifyRegion(r, res, expectation{onfault: onfault, huge: huge, wholeProcess: true}, baseline, pages, seed)
+	verr := env.verifyRegion(r, res, lockedShape{onfault: onfault, huge: huge, wholeProcess: true}, baseline, pages, seed)
 	if st, err := env.status(); err == nil {
 		rep.ProcessLocked = st.Locked
 	}

@@ -23,8 +23,8 @@ import (
 	"golang.org/x/crypto/bcrypt"
 )
 
-// Hostile clients and careless operators, against the real binary
-// (issue 10): amplified requests, SIGHUP, a /probe storm, scrape-timeout
+// Hostile clients and careless operators, against the real binary:
+// amplified requests, SIGHUP, a /probe storm, scrape-timeout
 // headers, unusable --path.* directories, what /-/reload and debug=true
 // disclose, and net/http's own log lines.
 

@@ -281,7 +281,7 @@ func TestServingSlowloris(t *testing.T) {
 // must end (the write deadline) and free the slot, or the exporter answers
 // 503 to every scrape for ever. The scrapes ask for a one-day deadline in
 // X-Prometheus-Scrape-Timeout-Seconds: --scrape.max-timeout (2 s here) caps
-// it, or the clients would hold the slot for a day (issue 10 point 4).
+// it, or the clients would hold the slot for a day.
 func TestServingClientNeverReads(t *testing.T) {
 	if testing.Short() {
 		t.Skip("slow (holds connections for the capped scrape timeout): make test runs it")
