@@ -1,10 +1,15 @@
 package probe
 
 import (
+	"bytes"
+	"encoding/json"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
+	"reflect"
 	"testing"
+	"unicode/utf8"
 )
 
 func readTestdata(t testing.TB, name string) []byte {
@@ -176,17 +181,68 @@ func FuzzParseSizeUnits(f *testing.F) {
 	})
 }
 
+// FuzzParseConfigTestdata checks a round trip: a configuration that
+// parses, written back out as YAML from the parsed modules (sizes in
+// Bytes.String's spelling), parses to the same modules. A field the parser
+// drops, a size whose String form parses to another value, or a value the
+// decoder reads differently the second time fails it.
 func FuzzParseConfigTestdata(f *testing.F) {
 	f.Add(readTestdata(f, "config.yml"))
+	f.Add([]byte("modules:\n  a:\n    mode: onfault\n    size: 12345\n    touch_size: 1KB\n    timeout: 1m30s\n"))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		c, err := ParseConfig(b, 64<<20)
 		if err != nil {
 			return
 		}
-		for name, m := range c.Modules {
-			if err := m.Validate(64 << 20); err != nil {
-				t.Fatalf("module %q passed parsing but not validation: %v", name, err)
-			}
+		out, ok := renderConfig(c)
+		if !ok {
+			return // a name JSON cannot quote faithfully (not UTF-8)
+		}
+		back, err := ParseConfig(out, 64<<20)
+		if err != nil {
+			t.Fatalf("the parsed config, written back, does not parse: %v\n%s", err, out)
+		}
+		if !reflect.DeepEqual(c.Modules, back.Modules) {
+			t.Fatalf("round trip changed the modules:\n%#v\n%#v\n%s", c.Modules, back.Modules, out)
 		}
 	})
+}
+
+// renderConfig writes c as a configuration file. Names and modes are JSON
+// strings, which YAML reads as double-quoted scalars.
+func renderConfig(c *Config) ([]byte, bool) {
+	var w bytes.Buffer
+	w.WriteString("modules:\n")
+	q := func(s string) string {
+		b, _ := json.Marshal(s)
+		return string(b)
+	}
+	for name, m := range c.Modules {
+		if !utf8.ValidString(name) || !utf8.ValidString(string(m.Mode)) {
+			return nil, false
+		}
+		fmt.Fprintf(&w, "  %s:\n    mode: %s\n    size: %s\n", q(name), q(string(m.Mode)), m.Size)
+		if m.ChunkSize > 0 {
+			fmt.Fprintf(&w, "    chunk_size: %s\n", m.ChunkSize)
+		}
+		if m.TouchSize > 0 {
+			fmt.Fprintf(&w, "    touch_size: %s\n", m.TouchSize)
+		}
+		if m.HugePages {
+			w.WriteString("    hugepages: true\n")
+		}
+		if m.OnFault != nil {
+			fmt.Fprintf(&w, "    onfault: %t\n", *m.OnFault)
+		}
+		if m.Current != nil {
+			fmt.Fprintf(&w, "    current: %t\n", *m.Current)
+		}
+		if m.Timeout != 0 {
+			fmt.Fprintf(&w, "    timeout: %s\n", m.Timeout)
+		}
+		if m.IgnoreHeadroom {
+			w.WriteString("    ignore_headroom: true\n")
+		}
+	}
+	return w.Bytes(), true
 }
