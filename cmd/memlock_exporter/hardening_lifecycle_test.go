@@ -57,7 +57,12 @@ func TestShutdownDuringScrape(t *testing.T) {
 			}
 		}()
 	}
-	time.Sleep(500 * time.Millisecond)
+	// Signal once scrapes are flowing, not after a guessed delay.
+	for deadline := time.Now().Add(10 * time.Second); scrapes.Load() < 8; time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("only %d scrapes served in 10 s\n%s", scrapes.Load(), e.logs)
+		}
+	}
 	e.cmd.Process.Signal(syscall.SIGTERM)
 	err := e.wait(t, 10*time.Second)
 	exited := time.Now()
