@@ -87,15 +87,15 @@ func (e *Env) cgroupHeadroom() (uint64, bool) {
 	if err != nil {
 		return 0, false
 	}
-	m, err := parseMountinfoCgroup(b, ref.v2)
+	m, err := linux.FindCgroupMount(b, ref.v2)
 	if err != nil {
 		return 0, false
 	}
-	dir, ok := cgroupDir(ref, m)
+	dir, ok := m.Dir(ref.path)
 	if !ok {
 		return 0, false
 	}
-	return cgroupHeadroomAt(dir, m.mountpoint, ref.v2)
+	return cgroupHeadroomAt(dir, m.Mountpoint, ref.v2)
 }
 
 // cgroupHeadroomAt walks from dir up to the mountpoint and returns the

@@ -40,40 +40,6 @@ func TestParseProcCgroup(t *testing.T) {
 	}
 }
 
-func TestParseMountinfoCgroup(t *testing.T) {
-	b := readTestdata(t, "mountinfo_hybrid.txt")
-	m, err := parseMountinfoCgroup(b, false)
-	if err != nil || m.mountpoint != "/sys/fs/cgroup/memory" || m.root != "/" {
-		t.Errorf("v1: got %+v, %v", m, err)
-	}
-	m, err = parseMountinfoCgroup(b, true)
-	if err != nil || m.mountpoint != "/sys/fs/cgroup/unified" {
-		t.Errorf("v2: got %+v, %v", m, err)
-	}
-	m, err = parseMountinfoCgroup([]byte(`30 20 0:26 /kubepods/pod1 /sys/fs/cgroup\040x rw - cgroup2 cgroup2 rw`+"\n"), true)
-	if err != nil || m.mountpoint != "/sys/fs/cgroup x" || m.root != "/kubepods/pod1" {
-		t.Errorf("escaped: got %+v, %v", m, err)
-	}
-}
-
-func TestCgroupDir(t *testing.T) {
-	for _, tc := range []struct {
-		path, root, mnt, want string
-		ok                    bool
-	}{
-		{"/a/b", "/", "/sys/fs/cgroup/memory", "/sys/fs/cgroup/memory/a/b", true},
-		{"/", "/", "/sys/fs/cgroup", "/sys/fs/cgroup", true},
-		{"/kubepods/pod1/c", "/kubepods/pod1", "/sys/fs/cgroup", "/sys/fs/cgroup/c", true},
-		{"/other", "/kubepods", "/sys/fs/cgroup", "", false},
-		{"/a/../../etc", "/", "/sys/fs/cgroup", "", false},
-	} {
-		got, ok := cgroupDir(cgroupRef{path: tc.path}, cgroupMount{root: tc.root, mountpoint: tc.mnt})
-		if got != tc.want || ok != tc.ok {
-			t.Errorf("cgroupDir(%q, %q, %q) = %q, %t", tc.path, tc.root, tc.mnt, got, ok)
-		}
-	}
-}
-
 func TestParseCgroupValueAndMeminfo(t *testing.T) {
 	if v, err := parseCgroupValue(readTestdata(t, "memory.limit_in_bytes")); err != nil || v != unlimited {
 		t.Errorf("v1 no limit: %d, %v", v, err)
@@ -158,16 +124,6 @@ func TestParseConfig(t *testing.T) {
 			t.Errorf("%q: no error", bad)
 		}
 	}
-}
-
-func FuzzParseMountinfoCgroup(f *testing.F) {
-	f.Add(readTestdata(f, "mountinfo_hybrid.txt"), false)
-	f.Add(readTestdata(f, "mountinfo_hybrid.txt"), true)
-	f.Fuzz(func(t *testing.T, b []byte, v2 bool) {
-		if _, err := parseMountinfoCgroup(b, v2); err != nil && !errors.Is(err, errMalformed) {
-			t.Fatal(err)
-		}
-	})
 }
 
 func FuzzParseSizeUnits(f *testing.F) {
