@@ -12,7 +12,7 @@ STATICCHECK_VERSION := v0.8.2
 # Extra flags for `make run`, e.g. make run ARGS="--log.level=debug".
 ARGS      ?=
 
-.PHONY: all build run test unit vet lint fmt clean fuzz fuzz-short soak bench-probe bench generate check-generate
+.PHONY: all build run test test-short unit vet lint fmt clean fuzz fuzz-short soak bench-probe bench generate check-generate
 
 all: lint test build
 
@@ -23,14 +23,22 @@ run: build
 	./$(BIN) $(ARGS)
 
 # test runs every test: vet, the unit, golden, fuzz-seed and real-kernel tests
-# with the race detector. CI runs exactly this (.ci/run).
+# with the race detector, the short bench harness (build tag bench), the
+# fuzz pass and the deploy tests. CI runs exactly this (.ci/run).
 test: vet unit fuzz-short test-deploy
+
+# test-short is the contributor's loop: vet, then go test -short without the
+# race detector. Slow tests (soak, scale, real-binary serving storms, the
+# bench harness, fuzz passes) skip under -short; make test runs them all.
+test-short: vet
+	$(GO) test -short -count=1 ./...
 
 vet:
 	$(GO) vet ./...
+	$(GO) vet -tags bench ./bench/...
 
 unit:
-	$(GO) test -race -count=1 ./...
+	$(GO) test -race -count=1 -tags bench ./...
 
 # fuzz runs every Fuzz* target of every package for FUZZTIME each, one at a
 # time (scripts/fuzz.sh). Crashers land in the package's testdata/fuzz/<FuzzName>/
@@ -81,7 +89,8 @@ check-generate: generate
 # bench runs the harness (bench/): 1,000 and 10,000 real processes, the
 # floor reader against the exporter's scrapes over HTTP, then churn; prints
 # the table and rewrites docs/benchmarks.md. Needs gcc and root. The short
-# form (1,000 processes) runs in make test as bench.TestShortHarness.
+# form (1,000 processes) runs in make test as bench.TestShortHarness, which
+# is behind the build tag bench so a plain go test ./... does not start it.
 bench: build
 	$(GO) run ./bench/cmd/memlock-bench -exporter ./$(BIN) -out docs/benchmarks.md
 

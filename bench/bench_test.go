@@ -1,3 +1,5 @@
+//go:build bench
+
 package bench
 
 import (
@@ -10,13 +12,17 @@ import (
 	"time"
 )
 
-// TestShortHarness is the short form of `make bench` that `go test ./...`
-// (and so `make test` and CI) runs, -short or not: 1,000 real processes, a
+// TestShortHarness is the short form of `make bench` that `make test` (and
+// so CI) runs through the build tag bench (go test -tags bench; a plain
+// go test ./... leaves it out, and -short skips it): 1,000 real processes, a
 // few scrapes of the built exporter over HTTP, then churn at 100 processes
 // a second. It asserts nothing about time; it fails if a scrape errors, a
 // collector reports memlock_scrape_collector_success 0, a dead process's
 // series survives a scrape, or the exporter logs an error or a warning.
 func TestShortHarness(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts 1,000 processes and the built exporter: make test runs it")
+	}
 	if _, err := exec.LookPath("gcc"); err != nil {
 		t.Skip("the harness builds its child processes with gcc, which is not installed")
 	}

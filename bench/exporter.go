@@ -90,8 +90,8 @@ func (e *Exporter) Stop() {
 	}
 }
 
-// Scrape is one parsed /metrics answer.
-type Scrape struct {
+// Exposition is one parsed /metrics answer.
+type Exposition struct {
 	Wall       time.Duration
 	Bytes      int // on the wire
 	Series     int
@@ -110,7 +110,7 @@ type Scrape struct {
 }
 
 // Failed returns why the scrape is not a success, or "".
-func (s *Scrape) Failed() string {
+func (s *Exposition) Failed() string {
 	if len(s.Success) == 0 {
 		return "no memlock_scrape_collector_success series"
 	}
@@ -123,7 +123,7 @@ func (s *Scrape) Failed() string {
 }
 
 // Scrape fetches /metrics once, asking for gzip as Prometheus does or not.
-func (e *Exporter) Scrape(ctx context.Context, gz bool) (*Scrape, error) {
+func (e *Exporter) Scrape(ctx context.Context, gz bool) (*Exposition, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, e.URL+"/metrics", nil)
 	if err != nil {
 		return nil, err
@@ -157,7 +157,7 @@ func (e *Exporter) Scrape(ctx context.Context, gz bool) (*Scrape, error) {
 	} else if gz {
 		return nil, fmt.Errorf("asked for gzip, got Content-Encoding %q", resp.Header.Get("Content-Encoding"))
 	}
-	s := &Scrape{Wall: wall, Bytes: len(raw), Success: map[string]float64{}}
+	s := &Exposition{Wall: wall, Bytes: len(raw), Success: map[string]float64{}}
 	sc := bufio.NewScanner(bytes.NewReader(body))
 	sc.Buffer(make([]byte, 64<<10), 1<<20)
 	for sc.Scan() {

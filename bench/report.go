@@ -92,7 +92,8 @@ func (r *Report) MachineLine() string {
 		m.CPUs, m.CPUModel, m.Kernel, mib(m.MemTotal), m.PidMax, m.Go, m.Revision)
 }
 
-// Target is one of issue 5's targets and whether this run met it.
+// Target is one of the harness's performance targets (docs/benchmarks.md)
+// and whether this run met it.
 type Target struct {
 	Name, Measured string
 	Met            bool

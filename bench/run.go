@@ -201,99 +201,125 @@ func runN(ctx context.Context, cfg Config, helper string, floor *floorReader, n 
 	return res, nil
 }
 
+// measureN scrapes the exporter over n processes, with gzip and without,
+// beside floor passes over the same /proc, into res.
 func measureN(ctx context.Context, cfg Config, exp *Exporter, floor *floorReader, res *NResult) error {
-	// Warm up: the first pass over /proc builds its dentries and inodes.
+	if err := warmUp(ctx, exp, floor); err != nil {
+		return err
+	}
+	var fs floorSum
+	if err := measureEncoding(ctx, cfg, exp, floor, &fs, true, &res.Gzip, res); err != nil {
+		return err
+	}
+	if err := measureEncoding(ctx, cfg, exp, floor, &fs, false, &res.Identity, res); err != nil {
+		return err
+	}
+	res.FloorPasses = fs.passes
+	res.Floor = fs.mean()
+	res.Processes = res.Floor.Pids
+	if len(res.Errors) > 0 {
+		return fmt.Errorf("%d scrapes failed: %s", len(res.Errors), res.Errors[0])
+	}
+	return nil
+}
+
+// warmUp makes one floor pass and two scrapes: the first pass over /proc
+// builds its dentries and inodes.
+func warmUp(ctx context.Context, exp *Exporter, floor *floorReader) error {
 	floor.Run()
 	for range 2 {
 		if _, err := exp.Scrape(ctx, true); err != nil {
 			return fmt.Errorf("warm-up scrape: %w", err)
 		}
 	}
-	var fsum FloorResult
-	passes := 0
-	addFloor := func() time.Duration {
-		f := floor.Run()
-		fsum.Pids += f.Pids
-		fsum.Reported += f.Reported
-		fsum.Lockers += f.Lockers
-		fsum.CPU += f.CPU
-		fsum.User += f.User
-		fsum.Sys += f.Sys
-		fsum.Wall += f.Wall
-		fsum.StatusCPU += f.StatusCPU
-		passes++
-		return f.CPU
+	return nil
+}
+
+// floorSum adds up floor passes; mean averages them.
+type floorSum struct {
+	sum    FloorResult
+	passes int
+}
+
+// run makes one floor pass, adds it and returns its CPU time.
+func (fs *floorSum) run(floor *floorReader) time.Duration {
+	f := floor.Run()
+	fs.sum.Pids += f.Pids
+	fs.sum.Reported += f.Reported
+	fs.sum.Lockers += f.Lockers
+	fs.sum.CPU += f.CPU
+	fs.sum.User += f.User
+	fs.sum.Sys += f.Sys
+	fs.sum.Wall += f.Wall
+	fs.sum.StatusCPU += f.StatusCPU
+	fs.passes++
+	return f.CPU
+}
+
+func (fs *floorSum) mean() FloorResult {
+	n, p := fs.passes, time.Duration(fs.passes)
+	return FloorResult{Pids: fs.sum.Pids / n, Reported: fs.sum.Reported / n, Lockers: fs.sum.Lockers / n,
+		CPU: fs.sum.CPU / p, User: fs.sum.User / p, Sys: fs.sum.Sys / p, Wall: fs.sum.Wall / p, StatusCPU: fs.sum.StatusCPU / p}
+}
+
+// measureEncoding makes cfg.Rounds scrapes with or without gzip into st,
+// each after a floor pass, so that both see the same machine (other work,
+// caches) over the run; failed scrapes' reasons go to res.Errors.
+func measureEncoding(ctx context.Context, cfg Config, exp *Exporter, floor *floorReader, fs *floorSum, gz bool, st *ScrapeStats, res *NResult) error {
+	var walls []time.Duration
+	var allocs, ratios []float64
+	var prevAlloc float64
+	c0, err := readProcCPU(exp.Pid())
+	if err != nil {
+		return err
 	}
-	for _, gz := range []bool{true, false} {
-		st := &res.Identity
-		if gz {
-			st = &res.Gzip
+	for i := range cfg.Rounds {
+		if ctx.Err() != nil {
+			return ctx.Err()
 		}
-		var walls []time.Duration
-		var allocs, ratios []float64
-		var prevAlloc float64
-		// Floor passes and scrapes alternate, so that both see the same
-		// machine (other work, caches) over the run.
-		c0, err := readProcCPU(exp.Pid())
+		fcpu := fs.run(floor)
+		b0, err := readProcCPU(exp.Pid())
 		if err != nil {
 			return err
 		}
-		for i := range cfg.Rounds {
-			if ctx.Err() != nil {
-				return ctx.Err()
-			}
-			fcpu := addFloor()
-			b0, err := readProcCPU(exp.Pid())
-			if err != nil {
-				return err
-			}
-			s, err := exp.Scrape(ctx, gz)
-			if err != nil {
-				return fmt.Errorf("scrape %d: %w", i, err)
-			}
-			b1, err := readProcCPU(exp.Pid())
-			if err != nil {
-				return err
-			}
-			if fcpu > 0 {
-				ratios = append(ratios, float64(b1.Sched-b0.Sched)/float64(fcpu))
-			}
-			if why := s.Failed(); why != "" {
-				res.Errors = append(res.Errors, why)
-			}
-			walls = append(walls, s.Wall)
-			if i > 0 {
-				allocs = append(allocs, s.AllocTotal-prevAlloc)
-			}
-			prevAlloc = s.AllocTotal
-			st.WireBytes, st.Series, st.Scanned, st.Reported = s.Bytes, s.Series, s.Scanned, s.Reported
-			st.Lockers, st.Resident = s.Lockers, s.Resident
+		s, err := exp.Scrape(ctx, gz)
+		if err != nil {
+			return fmt.Errorf("scrape %d: %w", i, err)
 		}
-		c1, err := readProcCPU(exp.Pid())
+		b1, err := readProcCPU(exp.Pid())
 		if err != nil {
 			return err
 		}
-		k := time.Duration(cfg.Rounds)
-		st.Scrapes = cfg.Rounds
-		st.CPU = (c1.Sched - c0.Sched) / k
-		st.User, st.Sys = (c1.User-c0.User)/k, (c1.Sys-c0.Sys)/k
-		slices.Sort(walls)
-		st.WallP50, st.WallMax = walls[len(walls)/2], walls[len(walls)-1]
-		if len(ratios) > 0 {
-			slices.Sort(ratios)
-			st.RatioMedian = ratios[len(ratios)/2]
+		if fcpu > 0 {
+			ratios = append(ratios, float64(b1.Sched-b0.Sched)/float64(fcpu))
 		}
-		for _, a := range allocs {
-			st.AllocPerScrape += a / float64(len(allocs))
+		if why := s.Failed(); why != "" {
+			res.Errors = append(res.Errors, why)
 		}
+		walls = append(walls, s.Wall)
+		if i > 0 {
+			allocs = append(allocs, s.AllocTotal-prevAlloc)
+		}
+		prevAlloc = s.AllocTotal
+		st.WireBytes, st.Series, st.Scanned, st.Reported = s.Bytes, s.Series, s.Scanned, s.Reported
+		st.Lockers, st.Resident = s.Lockers, s.Resident
 	}
-	p := time.Duration(passes)
-	res.FloorPasses = passes
-	res.Floor = FloorResult{Pids: fsum.Pids / passes, Reported: fsum.Reported / passes, Lockers: fsum.Lockers / passes,
-		CPU: fsum.CPU / p, User: fsum.User / p, Sys: fsum.Sys / p, Wall: fsum.Wall / p, StatusCPU: fsum.StatusCPU / p}
-	res.Processes = res.Floor.Pids
-	if len(res.Errors) > 0 {
-		return fmt.Errorf("%d scrapes failed: %s", len(res.Errors), res.Errors[0])
+	c1, err := readProcCPU(exp.Pid())
+	if err != nil {
+		return err
+	}
+	k := time.Duration(cfg.Rounds)
+	st.Scrapes = cfg.Rounds
+	st.CPU = (c1.Sched - c0.Sched) / k
+	st.User, st.Sys = (c1.User-c0.User)/k, (c1.Sys-c0.Sys)/k
+	slices.Sort(walls)
+	st.WallP50, st.WallMax = walls[len(walls)/2], walls[len(walls)-1]
+	if len(ratios) > 0 {
+		slices.Sort(ratios)
+		st.RatioMedian = ratios[len(ratios)/2]
+	}
+	for _, a := range allocs {
+		st.AllocPerScrape += a / float64(len(allocs))
 	}
 	return nil
 }

@@ -1,11 +1,8 @@
 package probe
 
 import (
-	"bytes"
 	"fmt"
 	"math"
-	"strconv"
-	"strings"
 
 	"github.com/memlock-exporter/memlock_exporter/internal/linux"
 )
@@ -37,88 +34,6 @@ func parseProcCgroup(b []byte) (cgroupRef, error) {
 	return cgroupRef{path: string(path), v2: v2}, nil
 }
 
-// cgroupMount is where a cgroup hierarchy is mounted.
-type cgroupMount struct {
-	root       string // the hierarchy's path mounted there (cgroup namespaces make it "/")
-	mountpoint string
-}
-
-// parseMountinfoCgroup finds the mount of the hierarchy holding ref in
-// /proc/<pid>/mountinfo: the cgroup2 mount for v2, the cgroup mount with
-// the "memory" super option for v1.
-func parseMountinfoCgroup(b []byte, v2 bool) (cgroupMount, error) {
-	for len(b) > 0 {
-		var line []byte
-		if i := bytes.IndexByte(b, '\n'); i >= 0 {
-			line, b = b[:i], b[i+1:]
-		} else {
-			line, b = b, nil
-		}
-		pre, post, ok := bytes.Cut(line, []byte(" - "))
-		if !ok {
-			continue
-		}
-		f := bytes.Fields(pre)
-		g := bytes.Fields(post)
-		if len(f) < 5 || len(g) < 3 {
-			continue
-		}
-		fstype := string(g[0])
-		switch {
-		case v2 && fstype == "cgroup2":
-		case !v2 && fstype == "cgroup" && hasOption(g[2], "memory"):
-		default:
-			continue
-		}
-		return cgroupMount{root: unescapeMount(string(f[3])), mountpoint: unescapeMount(string(f[4]))}, nil
-	}
-	return cgroupMount{}, fmt.Errorf("mountinfo: %w: no memory cgroup mount", errMalformed)
-}
-
-func hasOption(opts []byte, name string) bool {
-	for _, o := range bytes.Split(opts, []byte(",")) {
-		if string(o) == name {
-			return true
-		}
-	}
-	return false
-}
-
-// unescapeMount undoes mountinfo's octal escapes (\040 for a space).
-func unescapeMount(s string) string {
-	if !strings.Contains(s, `\`) {
-		return s
-	}
-	var out strings.Builder
-	for i := 0; i < len(s); i++ {
-		if s[i] == '\\' && i+3 < len(s) {
-			if v, err := strconv.ParseUint(s[i+1:i+4], 8, 8); err == nil {
-				out.WriteByte(byte(v))
-				i += 3
-				continue
-			}
-		}
-		out.WriteByte(s[i])
-	}
-	return out.String()
-}
-
-// cgroupDir is the directory of ref below mount m, or false when the
-// process's cgroup lies outside what is mounted there.
-func cgroupDir(ref cgroupRef, m cgroupMount) (string, bool) {
-	rel := ref.path
-	if m.root != "/" {
-		if rel != m.root && !strings.HasPrefix(rel, m.root+"/") {
-			return "", false
-		}
-		rel = strings.TrimPrefix(rel, m.root)
-	}
-	if strings.Contains(rel, "/../") || strings.HasSuffix(rel, "/..") {
-		return "", false
-	}
-	return strings.TrimSuffix(m.mountpoint+rel, "/"), true
-}
-
 // parseCgroupValue parses a one-number cgroup file (memory.max,
 // memory.current, memory.limit_in_bytes, memory.usage_in_bytes). "max" and
 // v1's huge "no limit" value are unlimited.
@@ -131,27 +46,4 @@ func parseCgroupValue(b []byte) (uint64, error) {
 		return unlimited, nil
 	}
 	return v, nil
-}
-
-// parseMemAvailable returns MemAvailable from /proc/meminfo, in bytes.
-func parseMemAvailable(b []byte) (uint64, error) {
-	const key = "MemAvailable:"
-	for len(b) > 0 {
-		var line []byte
-		if i := bytes.IndexByte(b, '\n'); i >= 0 {
-			line, b = b[:i], b[i+1:]
-		} else {
-			line, b = b, nil
-		}
-		if !bytes.HasPrefix(line, []byte(key)) {
-			continue
-		}
-		num, unit, _ := bytes.Cut(bytes.TrimSpace(line[len(key):]), []byte(" "))
-		v, err := strconv.ParseUint(string(num), 10, 64)
-		if err != nil || string(bytes.TrimSpace(unit)) != "kB" || v > math.MaxUint64/1024 {
-			return 0, fmt.Errorf("meminfo: %w: %q", errMalformed, line)
-		}
-		return v * 1024, nil
-	}
-	return 0, fmt.Errorf("meminfo: %w: no MemAvailable line", errMalformed)
 }

@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/alecthomas/units"
 	"go.yaml.in/yaml/v2"
 	"golang.org/x/sys/unix"
 )
@@ -22,9 +23,10 @@ var ErrZeroSize = errors.New("zero bytes")
 // "4096" or "auto" (0).
 type Bytes uint64
 
-// ParseSize parses a size: a decimal number with an optional base-2 unit
-// (B, K, KB, KiB, M, MB, MiB, G, GB, GiB; K and KB mean 1024, as in
-// kingpin's byte flags), or "auto", which is 0. A number of zero bytes is
+// ParseSize parses a size: a whole decimal number with an optional base-2
+// unit as alecthomas/units.ParseBase2Bytes spells them (B, KiB or KB, MiB
+// or MB, GiB or GB, TiB ...; KB means 1024, kB and a bare K are refused),
+// or "auto", which is 0. A number of zero bytes is
 // refused: auto must be asked for by name.
 func ParseSize(s string) (Bytes, error) {
 	b, err := parseSize(s)
@@ -51,19 +53,20 @@ func parseSize(s string) (Bytes, error) {
 	if err != nil {
 		return 0, fmt.Errorf("%w: %v", errMalformed, bareNumErr(err))
 	}
-	var mult uint64
-	switch strings.TrimSpace(t[i:]) {
-	case "", "B":
-		mult = 1
-	case "K", "KB", "KiB", "k", "kB":
-		mult = 1 << 10
-	case "M", "MB", "MiB":
-		mult = 1 << 20
-	case "G", "GB", "GiB":
-		mult = 1 << 30
-	default:
-		return 0, fmt.Errorf("%w: unknown unit", errMalformed)
+	// The unit's spelling and multiplier are alecthomas/units' (KB = KiB =
+	// 1024, as in blackbox_exporter's sizes); the arithmetic stays in
+	// integers here, because units.ParseUnit computes in float64 (a size
+	// above 2^53 bytes would round) and also takes signs, fractions and
+	// sums such as 1GiB512MiB, which a size flag should refuse.
+	unit := strings.TrimSpace(t[i:])
+	if unit == "" {
+		unit = "B"
 	}
+	m, err := units.ParseBase2Bytes("1" + unit)
+	if err != nil || m <= 0 || strings.ContainsAny(unit, "0123456789.+-") {
+		return 0, fmt.Errorf("%w: unknown unit (B, KiB or KB, MiB or MB, GiB or GB, TiB or TB)", errMalformed)
+	}
+	mult := uint64(m)
 	if n > math.MaxUint64/mult {
 		return 0, fmt.Errorf("%w: too large", errMalformed)
 	}
@@ -158,7 +161,7 @@ type Module struct {
 // Validate checks m against the byte budget maxBytes.
 func (m *Module) Validate(maxBytes uint64) error {
 	known := false
-	for _, x := range Modes {
+	for _, x := range modes {
 		known = known || m.Mode == x
 	}
 	switch {

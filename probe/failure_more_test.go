@@ -2,6 +2,7 @@ package probe
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"os"
@@ -151,7 +152,7 @@ func statusKB(status []byte, field string) (uint64, error) {
 // punchHoleAtMap is the test child's hook when HoleAtMap is set: once the
 // region is mapped it unmaps a page in its middle, so the lock call meets
 // a range that is not wholly mapped.
-func punchHoleAtMap(p Phase, mem []byte) {
+func punchHoleAtMap(_ context.Context, p Phase, mem []byte) {
 	if p != PhaseMap {
 		return
 	}

@@ -14,7 +14,7 @@ import (
 
 func allModes(size Bytes, ignoreHeadroom bool) []NamedModule {
 	var ms []NamedModule
-	for _, mode := range Modes {
+	for _, mode := range Modes() {
 		ms = append(ms, NamedModule{Name: string(mode), Module: Module{Mode: mode, Size: size, IgnoreHeadroom: ignoreHeadroom}})
 	}
 	return ms
@@ -174,7 +174,7 @@ func TestFailureTimeout(t *testing.T) {
 	needLockable(t, 64<<10)
 	base := vmLck(t)
 	r := newTestRunner(t, testEnv(t))
-	for _, mode := range Modes {
+	for _, mode := range Modes() {
 		ctx, cancel := context.WithCancel(context.Background())
 		cancel()
 		res := r.Probe(ctx, string(mode), Module{Mode: mode, Size: 64 << 10, ChunkSize: 4096}, slog.New(slog.DiscardHandler))
@@ -197,7 +197,7 @@ func TestFailureVerificationAndPanic(t *testing.T) {
 	base := vmLck(t)
 	env := testEnv(t)
 	r := newTestRunner(t, env)
-	env.hook = func(p Phase, mem []byte) {
+	env.hook = func(_ context.Context, p Phase, mem []byte) {
 		if p == PhaseTouch {
 			unix.Munlock(mem)
 		}
@@ -208,7 +208,7 @@ func TestFailureVerificationAndPanic(t *testing.T) {
 			t.Errorf("%s: success %t reason %q (%v), want verification", mode, res.Success, res.Reason, res.Err)
 		}
 	}
-	env.hook = func(p Phase, _ []byte) {
+	env.hook = func(_ context.Context, p Phase, _ []byte) {
 		if p == PhaseLock {
 			panic("injected")
 		}
@@ -233,7 +233,7 @@ func TestOnfaultSemantics(t *testing.T) {
 	needLockable(t, size)
 	env := testEnv(t)
 	var sawFlags bool
-	env.hook = func(p Phase, mem []byte) {
+	env.hook = func(_ context.Context, p Phase, mem []byte) {
 		if p != PhaseTouch {
 			return
 		}
@@ -287,7 +287,7 @@ func TestNoLeak(t *testing.T) {
 			ctx, cancel := context.WithCancel(context.Background())
 			cancel()
 			r.Probe(ctx, "mlock", Module{Mode: ModeMlock, Size: size}, discard)
-			env.hook = func(p Phase, _ []byte) {
+			env.hook = func(_ context.Context, p Phase, _ []byte) {
 				if p == PhaseVerify {
 					panic("injected")
 				}
@@ -339,10 +339,10 @@ func TestStopReleasesProbeInProgress(t *testing.T) {
 	env := testEnv(t)
 	r := newTestRunner(t, env)
 	stopped := make(chan struct{})
-	env.hook = func(p Phase, _ []byte) {
+	env.hook = func(ctx context.Context, p Phase, _ []byte) {
 		if p == PhaseMap {
 			go func() { r.Stop(); close(stopped) }()
-			<-r.stopCtx.Done() // Stop has begun
+			<-ctx.Done() // Stop has cancelled this probe
 		}
 	}
 	res := r.Probe(context.Background(), "mlock", Module{Mode: ModeMlock, Size: 64 << 10}, slog.New(slog.DiscardHandler))

@@ -6,6 +6,8 @@ import (
 	"strings"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/memlock-exporter/memlock_exporter/internal/linux"
 )
 
 // Headroom is how many bytes this process could lock now, per constraint;
@@ -64,7 +66,7 @@ func (e *Env) Headroom() Headroom {
 		h.Effective = min(h.Effective, v)
 	}
 	if b, err := os.ReadFile(e.ProcPath + "/meminfo"); err == nil {
-		if v, err := parseMemAvailable(b); err == nil {
+		if v, err := linux.ParseMemAvailable(b); err == nil {
 			h.MemAvailable, h.MemAvailableKnown = v, true
 			h.Effective = min(h.Effective, v)
 		}
@@ -85,15 +87,15 @@ func (e *Env) cgroupHeadroom() (uint64, bool) {
 	if err != nil {
 		return 0, false
 	}
-	m, err := parseMountinfoCgroup(b, ref.v2)
+	m, err := linux.FindCgroupMount(b, ref.v2)
 	if err != nil {
 		return 0, false
 	}
-	dir, ok := cgroupDir(ref, m)
+	dir, ok := m.Dir(ref.path)
 	if !ok {
 		return 0, false
 	}
-	return cgroupHeadroomAt(dir, m.mountpoint, ref.v2)
+	return cgroupHeadroomAt(dir, m.Mountpoint, ref.v2)
 }
 
 // cgroupHeadroomAt walks from dir up to the mountpoint and returns the

@@ -11,8 +11,9 @@ import (
 )
 
 // defaultChunk is how much one lock call covers when a module sets no
-// chunk_size: about 5 ms of mlock at the costs in KERNEL_NOTES.md, so a
-// deadline is overrun by at most that.
+// chunk_size: 1,024 pages of 4 KiB, about 5.5 ms of mlock on fresh memory
+// as `make bench-probe` measured it (docs/probes.md; mm/mlock.c faults in
+// and locks every page of the range), so a deadline is overrun by about that.
 const defaultChunk = 4 << 20
 
 // localSpec is what differs between the probers that lock in the
@@ -23,37 +24,28 @@ type localSpec struct {
 	populate bool
 	// lock locks the region (chunk by chunk, checking ctx between chunks).
 	lock func(ctx context.Context, r *region, chunk int) error
-	// x is what verification expects; touchPages how many pages to write.
-	x          expectation
+	// want is what verification expects; touchPages how many pages to write.
+	want       lockedShape
 	touchPages func(pages int) int
 }
 
 // runLocal runs one probe in this process: map, lock, touch, verify,
 // unlock, unmap. The region is released on every path, panics included.
 func runLocal(ctx context.Context, env *Env, m Module, res *Result, logger *slog.Logger, spec localSpec) bool {
-	page := env.page
-	length := int(res.Bytes)
-	pages := length / page
-	res.Pages = uint64(pages)
+	res.Pages = res.Bytes / uint64(env.page)
 	chunk := int(m.ChunkSize)
 	if chunk <= 0 {
 		chunk = defaultChunk
 	}
-
-	t := time.Now()
-	st, err := env.status()
-	if err != nil {
-		res.timed(PhaseVerify, t)
-		return res.fail(ReasonVerification, fmt.Errorf("%w: status: %v", ErrVerification, err))
+	baseline, ok := lockedBaseline(env, res)
+	if !ok {
+		return false
 	}
-	baseline := st.Locked
-	res.timed(PhaseVerify, t)
-
-	t = time.Now()
+	t := time.Now()
 	// A plain mapping is not checked against RLIMIT_MEMLOCK, so its ENOMEM
 	// is address space or mappings whatever the headroom: classify it
 	// without one.
-	r, err := reserve(length, m.HugePages)
+	r, err := reserve(int(res.Bytes), m.HugePages)
 	if err != nil {
 		res.timed(PhaseMap, t)
 		return res.failErrno("mmap", err, nil)
@@ -63,8 +55,30 @@ func runLocal(ctx context.Context, env *Env, m Module, res *Result, logger *slog
 			logger.Error("cannot release probe region", "err", err)
 		}
 	}()
+	if !mapRegion(ctx, env, m, res, logger, spec, r, t) || !lockRegion(ctx, env, m, res, logger, spec, r, chunk) {
+		return false
+	}
+	verr := touchAndVerify(ctx, env, res, logger, spec, r, baseline)
+	return unlockAndUnmap(ctx, env, res, r, baseline, verr)
+}
+
+// lockedBaseline reads VmLck before the probe locks anything.
+func lockedBaseline(env *Env, res *Result) (uint64, bool) {
+	t := time.Now()
+	st, err := env.status()
+	res.timed(PhaseVerify, t)
+	if err != nil {
+		return 0, res.fail(ReasonVerification, fmt.Errorf("%w: status: %v", ErrVerification, err))
+	}
+	return st.Locked, true
+}
+
+// mapRegion maps the reserved region (populate leaves that to the lock
+// phase) and asks for huge pages if the module does; t is when the map
+// phase began.
+func mapRegion(ctx context.Context, env *Env, m Module, res *Result, logger *slog.Logger, spec localSpec, r *region, t time.Time) bool {
 	if !spec.populate {
-		if err := r.mapFixed(0, length, 0); err != nil {
+		if err := r.mapFixed(0, len(r.mem), 0); err != nil {
 			res.timed(PhaseMap, t)
 			return res.failErrno("mmap", err, nil)
 		}
@@ -75,11 +89,16 @@ func runLocal(ctx context.Context, env *Env, m Module, res *Result, logger *slog
 		}
 	}
 	res.timed(PhaseMap, t)
-	env.runHook(PhaseMap, r.mem)
-	logger.Debug("mapped", "bytes", length, "map_seconds", res.Phases[PhaseMap].Seconds())
+	env.runHook(ctx, PhaseMap, r.mem)
+	logger.Debug("mapped", "bytes", len(r.mem), "map_seconds", res.Phases[PhaseMap].Seconds())
+	return true
+}
 
-	t = time.Now()
-	err = spec.lock(ctx, r, chunk)
+// lockRegion locks the region chunk by chunk; a deadline between chunks is
+// a timeout, an errno is classified against the headroom.
+func lockRegion(ctx context.Context, env *Env, m Module, res *Result, logger *slog.Logger, spec localSpec, r *region, chunk int) bool {
+	t := time.Now()
+	err := spec.lock(ctx, r, chunk)
 	res.timed(PhaseLock, t)
 	if err != nil {
 		if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) {
@@ -87,37 +106,49 @@ func runLocal(ctx context.Context, env *Env, m Module, res *Result, logger *slog
 		}
 		return res.failErrno(string(m.Mode), err, &res.Headroom)
 	}
-	env.runHook(PhaseLock, r.mem)
+	env.runHook(ctx, PhaseLock, r.mem)
 	logger.Debug("locked", "lock_seconds", res.Phases[PhaseLock].Seconds(), "chunk_bytes", chunk)
+	return true
+}
 
+// touchAndVerify writes a pattern into the pages the mode touches and
+// checks the locked region against what the kernel reports.
+func touchAndVerify(ctx context.Context, env *Env, res *Result, logger *slog.Logger, spec localSpec, r *region, baseline uint64) error {
+	page := env.page
+	pages := len(r.mem) / page
 	n := pages
 	if spec.touchPages != nil {
 		n = spec.touchPages(pages)
 	}
 	seed := uint64(time.Now().UnixNano())
-	t = time.Now()
+	t := time.Now()
 	touch(r.mem, page, n, seed)
 	res.timed(PhaseTouch, t)
 	res.Touched = uint64(n * page)
-	env.runHook(PhaseTouch, r.mem)
+	env.runHook(ctx, PhaseTouch, r.mem)
 
 	t = time.Now()
-	verr := env.verifyRegion(r, res, spec.x, baseline, n, seed)
+	verr := env.verifyRegion(r, res, spec.want, baseline, n, seed)
 	res.timed(PhaseVerify, t)
-	env.runHook(PhaseVerify, r.mem)
+	env.runHook(ctx, PhaseVerify, r.mem)
 	logger.Debug("verified", "locked_delta_bytes", res.LockedDelta, "smaps_locked_bytes", res.ResidentLocked,
 		"resident_bytes", res.Resident, "touched_bytes", res.Touched, "anon_huge_bytes", res.HugeBytes,
 		"kpageflags_checked", res.KpageflagsChecked, "kpageflags_pages", res.KpageflagsPages,
 		"kpageflags_mlocked", res.KpageflagsMlocked, "err", verr)
+	return verr
+}
 
-	t = time.Now()
-	err = unix.Munlock(r.mem)
+// unlockAndUnmap munlocks and unmaps the region, checks VmLck is back at
+// baseline, and reports the probe's outcome (verr from verification).
+func unlockAndUnmap(ctx context.Context, env *Env, res *Result, r *region, baseline uint64, verr error) bool {
+	t := time.Now()
+	err := unix.Munlock(r.mem)
 	res.timed(PhaseUnlock, t)
 	if err != nil {
 		return res.fail(ReasonOther, fmt.Errorf("munlock: %w", err))
 	}
 	r.mayBeLocked = false
-	env.runHook(PhaseUnlock, r.mem)
+	env.runHook(ctx, PhaseUnlock, r.mem)
 	if verr == nil {
 		t = time.Now()
 		verr = env.verifyUnlocked(baseline)
@@ -137,8 +168,8 @@ func runLocal(ctx context.Context, env *Env, m Module, res *Result, logger *slog
 	return true
 }
 
-func (e *Env) runHook(p Phase, mem []byte) {
+func (e *Env) runHook(ctx context.Context, p Phase, mem []byte) {
 	if e.hook != nil {
-		e.hook(p, mem)
+		e.hook(ctx, p, mem)
 	}
 }

@@ -44,6 +44,10 @@ type modeState struct {
 	failures       map[Reason]uint64
 }
 
+// This file is the background schedule's collector (Runner as a
+// prometheus.Collector); result_metrics.go is the /probe one,
+// self_metrics.go the exporter's own limits.
+
 // metrics are the background schedule's metrics, and the exporter's own
 // headroom read at scrape time.
 type metrics struct {
@@ -143,7 +147,7 @@ func (m *metrics) collect(h Headroom, ch chan<- prometheus.Metric) {
 		s := m.state[mode]
 		l := string(mode)
 		ch <- prometheus.MustNewConstMetric(m.runs, prometheus.CounterValue, float64(s.runs), l)
-		for _, r := range Reasons {
+		for _, r := range reasons {
 			ch <- prometheus.MustNewConstMetric(m.failures, prometheus.CounterValue, float64(s.failures[r]), l, string(r))
 		}
 		if !s.ran {
@@ -157,53 +161,6 @@ func (m *metrics) collect(h Headroom, ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(m.reloadOK, prometheus.GaugeValue, m.reloadOn)
 	m.mu.Unlock()
 	emitHeadroom(ch, m.headroom, h)
-}
-
-// SelfCollector exports the exporter's own memlock limits, CAP_IPC_LOCK
-// and VmLck. They describe the exporter itself, so they are exported
-// whether probes are enabled or not.
-type SelfCollector struct {
-	mu  sync.Mutex // env's read buffer
-	env *Env
-
-	limitSoft, limitHard, capIPCLock, locked *prometheus.Desc
-}
-
-// NewSelfCollector returns a collector of this process's own limits.
-func NewSelfCollector() *SelfCollector {
-	d := func(name, help string) *prometheus.Desc {
-		return prometheus.NewDesc(prometheus.BuildFQName(namespace, "exporter", name), help, nil, nil)
-	}
-	return &SelfCollector{env: NewEnv("/proc", ""),
-		limitSoft:  d("limit_soft_bytes", "The exporter's own soft RLIMIT_MEMLOCK; +Inf when unlimited."),
-		limitHard:  d("limit_hard_bytes", "The exporter's own hard RLIMIT_MEMLOCK; +Inf when unlimited."),
-		capIPCLock: d("cap_ipc_lock", "1 when CAP_IPC_LOCK is in the exporter's effective set (/proc/self/status CapEff)."),
-		locked:     d("locked_bytes", "The exporter's own VmLck: 0 except while a probe holds its region."),
-	}
-}
-
-// Describe implements prometheus.Collector.
-func (c *SelfCollector) Describe(ch chan<- *prometheus.Desc) {
-	ch <- c.limitSoft
-	ch <- c.limitHard
-	ch <- c.capIPCLock
-	ch <- c.locked
-}
-
-// Collect implements prometheus.Collector.
-func (c *SelfCollector) Collect(ch chan<- prometheus.Metric) {
-	var rl unix.Rlimit
-	if err := unix.Getrlimit(unix.RLIMIT_MEMLOCK, &rl); err == nil {
-		ch <- prometheus.MustNewConstMetric(c.limitSoft, prometheus.GaugeValue, rlimitOrInf(rl.Cur))
-		ch <- prometheus.MustNewConstMetric(c.limitHard, prometheus.GaugeValue, rlimitOrInf(rl.Max))
-	}
-	c.mu.Lock()
-	st, err := c.env.status()
-	c.mu.Unlock()
-	if err == nil {
-		ch <- prometheus.MustNewConstMetric(c.capIPCLock, prometheus.GaugeValue, boolFloat(st.IPCLock()))
-		ch <- prometheus.MustNewConstMetric(c.locked, prometheus.GaugeValue, float64(st.Locked))
-	}
 }
 
 func rlimitOrInf(v uint64) float64 {
@@ -250,75 +207,4 @@ func (r *Runner) Collect(ch chan<- prometheus.Metric) {
 	h := r.scrapeEnv.Headroom()
 	r.scrapeMu.Unlock()
 	r.metrics.collect(h, ch)
-}
-
-// ResultCollector exports one on-demand probe, blackbox_exporter style:
-// probe_success, probe_duration_seconds and probe_memlock_*. Register it
-// in a fresh registry per request.
-type ResultCollector struct {
-	res *Result
-}
-
-// NewResultCollector returns a collector of res.
-func NewResultCollector(res *Result) *ResultCollector { return &ResultCollector{res: res} }
-
-var (
-	probeSuccessDesc   = prometheus.NewDesc("probe_success", "Whether the probe locked and verified its region.", nil, nil)
-	probeDurationDesc  = prometheus.NewDesc("probe_duration_seconds", "How long the probe took, headroom check and verification included.", nil, nil)
-	probePhaseDesc     = prometheus.NewDesc("probe_memlock_phase_duration_seconds", "Duration of each phase of the probe that ran.", []string{"phase"}, nil)
-	probeBytesDesc     = prometheus.NewDesc("probe_memlock_bytes", "Size of the probed region.", nil, nil)
-	probePerPageDesc   = prometheus.NewDesc("probe_memlock_seconds_per_page", "Lock phase divided by the region's pages.", nil, nil)
-	probeFailedDesc    = prometheus.NewDesc("probe_memlock_failed_due_to", "1 for the reason the probe failed, 0 for the others.", []string{"reason"}, nil)
-	probeHeadroomDesc  = prometheus.NewDesc("probe_memlock_headroom_bytes", "Bytes the exporter could lock before the probe, per constraint; +Inf where it does not bind.", []string{"constraint"}, nil)
-	probeDeltaDesc     = prometheus.NewDesc("probe_memlock_locked_delta_bytes", "Rise of VmLck while the region was locked (mlockall: of the whole child).", nil, nil)
-	probeResLockedDesc = prometheus.NewDesc("probe_memlock_resident_locked_bytes", "smaps Locked of the region.", nil, nil)
-	probeResidentDesc  = prometheus.NewDesc("probe_memlock_resident_bytes", "Bytes of the region mincore reports resident.", nil, nil)
-	probeTouchedDesc   = prometheus.NewDesc("probe_memlock_touched_bytes", "Bytes of the region written with a pattern and read back.", nil, nil)
-	probeHugeDesc      = prometheus.NewDesc("probe_memlock_anon_huge_bytes", "smaps AnonHugePages of the region: transparent huge pages.", nil, nil)
-	probeKpageDesc     = prometheus.NewDesc("probe_memlock_kpageflags_pages", "Pages looked up in /proc/kpageflags (state=checked) and of those marked mlocked and unevictable (state=mlocked); only with CAP_SYS_ADMIN.", []string{"state"}, nil)
-)
-
-// Describe implements prometheus.Collector.
-func (c *ResultCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{probeSuccessDesc, probeDurationDesc, probePhaseDesc, probeBytesDesc, probePerPageDesc,
-		probeFailedDesc, probeHeadroomDesc, probeDeltaDesc, probeResLockedDesc, probeResidentDesc, probeTouchedDesc,
-		probeHugeDesc, probeKpageDesc} {
-		ch <- d
-	}
-}
-
-// Collect implements prometheus.Collector.
-func (c *ResultCollector) Collect(ch chan<- prometheus.Metric) {
-	r := c.res
-	g := func(d *prometheus.Desc, v float64, l ...string) {
-		ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, v, l...)
-	}
-	g(probeSuccessDesc, boolFloat(r.Success))
-	g(probeDurationDesc, r.Duration.Seconds())
-	for p := range numPhases {
-		if r.Ran[p] {
-			g(probePhaseDesc, r.Phases[p].Seconds(), p.String())
-		}
-	}
-	g(probeBytesDesc, float64(r.Bytes))
-	if r.Ran[PhaseLock] && r.Reason == "" {
-		g(probePerPageDesc, r.SecondsPerPage())
-	}
-	for _, reason := range Reasons {
-		g(probeFailedDesc, boolFloat(r.Reason == reason), string(reason))
-	}
-	if r.Headroom.StatusKnown || r.Headroom.MemAvailableKnown {
-		emitHeadroom(ch, probeHeadroomDesc, r.Headroom)
-	}
-	if r.Ran[PhaseVerify] {
-		g(probeDeltaDesc, float64(r.LockedDelta))
-		g(probeResLockedDesc, float64(r.ResidentLocked))
-		g(probeResidentDesc, float64(r.Resident))
-		g(probeTouchedDesc, float64(r.Touched))
-		g(probeHugeDesc, float64(r.HugeBytes))
-	}
-	if r.KpageflagsChecked {
-		g(probeKpageDesc, float64(r.KpageflagsPages), "checked")
-		g(probeKpageDesc, float64(r.KpageflagsMlocked), "mlocked")
-	}
 }

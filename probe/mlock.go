@@ -15,6 +15,6 @@ func probeMlock(ctx context.Context, env *Env, m Module, res *Result, logger *sl
 		lock: func(ctx context.Context, r *region, chunk int) error {
 			return r.lockChunks(ctx, chunk, unix.Mlock)
 		},
-		x: expectation{huge: m.HugePages},
+		want: lockedShape{huge: m.HugePages},
 	})
 }

@@ -117,116 +117,142 @@ func probeMlockall(ctx context.Context, env *Env, m Module, res *Result, logger 
 // turns the garbage collector off, so that the Go runtime maps as little
 // as possible while MCL_FUTURE is in effect.
 func RunChild() int {
-	var rep childReport
-	out := func() int {
-		b, _ := json.Marshal(&rep)
-		os.Stdout.Write(append(b, '\n'))
-		return 0
+	var c childRun
+	c.run()
+	b, _ := json.Marshal(&c.rep)
+	os.Stdout.Write(append(b, '\n'))
+	return 0
+}
+
+// childRun is the mlockall child's state, from its spec to its report.
+type childRun struct {
+	rep      childReport
+	res      Result
+	env      *Env
+	r        *region
+	length   int
+	flags    int
+	huge     bool
+	baseline uint64 // VmLck before mlockall
+}
+
+// run fills c.rep: set up, map and lock, touch and verify, unlock.
+func (c *childRun) run() {
+	if !c.setup() {
+		return
 	}
+	// The reservation is made before mlockall either way, so that it is
+	// never locked itself.
+	t := time.Now()
+	r, err := reserve(c.length, c.huge)
+	if err != nil {
+		c.rep.Op, c.rep.Errno = "mmap", errnoOf(err)
+		return
+	}
+	c.r = r
+	defer r.release()
+	if !c.mapAndLock(t) {
+		copyPhases(&c.rep, &c.res)
+		return
+	}
+	c.touchVerifyUnlock()
+	copyPhases(&c.rep, &c.res)
+}
+
+// setup parses the spec, turns the GC off and reads the VmLck baseline.
+func (c *childRun) setup() bool {
 	length, flags, huge, err := parseChildSpec(os.Getenv(childSpecEnv))
 	if err != nil {
-		rep.Op, rep.Errno = "spec", int(unix.EINVAL)
+		c.rep.Op, c.rep.Errno = "spec", int(unix.EINVAL)
 		fmt.Fprintln(os.Stderr, err)
-		return out()
+		return false
 	}
 	if raceEnabled && flags&unix.MCL_ONFAULT == 0 {
-		rep.Op, rep.Errno = "race-detector build refuses mlockall without MCL_ONFAULT", int(unix.EINVAL)
-		return out()
+		c.rep.Op, c.rep.Errno = "race-detector build refuses mlockall without MCL_ONFAULT", int(unix.EINVAL)
+		return false
 	}
+	c.length, c.flags, c.huge = length, flags, huge
 	debug.SetGCPercent(-1)
-	env := NewEnv("/proc", "")
-	_, _ = env.read("self/smaps") // grow the buffer now, not under MCL_FUTURE
-	env.vec = make([]byte, length/env.page)
-	res := &Result{}
-	onfault := flags&unix.MCL_ONFAULT != 0
-	st, err := env.status()
+	c.env = NewEnv("/proc", "")
+	_, _ = c.env.read("self/smaps") // grow the buffer now, not under MCL_FUTURE
+	c.env.vec = make([]byte, length/c.env.page)
+	st, err := c.env.status()
 	if err != nil {
-		rep.Verify = err.Error()
-		return out()
+		c.rep.Verify = err.Error()
+		return false
 	}
-	baseline := st.Locked
-	rep.VmSize = vmSize(env)
-	current := flags&unix.MCL_CURRENT != 0
+	c.baseline = st.Locked
+	c.rep.VmSize = vmSize(c.env)
+	return true
+}
 
-	// With MCL_CURRENT the region is mapped first and mlockall locks it;
-	// with MCL_FUTURE alone mlockall comes first and the region's mapping,
-	// locked as the kernel makes it, is the lock phase. The reservation is
-	// made before mlockall either way, so that it is never locked itself.
-	t := time.Now()
-	r, err := reserve(length, huge)
-	if err != nil {
-		rep.Op, rep.Errno = "mmap", errnoOf(err)
-		return out()
-	}
-	defer r.release()
+// mapAndLock maps the region and calls mlockall. With MCL_CURRENT the
+// region is mapped first and mlockall locks it; with MCL_FUTURE alone
+// mlockall comes first and the region's mapping, locked as the kernel
+// makes it, is the lock phase. t is when the map phase began.
+func (c *childRun) mapAndLock(t time.Time) bool {
+	r, res := c.r, &c.res
+	current := c.flags&unix.MCL_CURRENT != 0
 	if current {
-		if err := r.mapFixed(0, length, 0); err != nil {
-			rep.Op, rep.Errno = "mmap", errnoOf(err)
-			return out()
+		if err := r.mapFixed(0, c.length, 0); err != nil {
+			c.rep.Op, c.rep.Errno = "mmap", errnoOf(err)
+			return false
 		}
-		if huge {
+		if c.huge {
 			_ = unix.Madvise(r.mem, unix.MADV_HUGEPAGE)
 		}
 	}
 	res.timed(PhaseMap, t)
 
 	t = time.Now()
-	err = unix.Mlockall(flags)
+	err := unix.Mlockall(c.flags)
 	if err == nil && !current {
 		r.mayBeLocked = true
 		// Over the limit the kernel refuses the locked mapping with EAGAIN.
-		if err = r.mapFixed(0, length, 0); err != nil {
+		if err = r.mapFixed(0, c.length, 0); err != nil {
 			res.timed(PhaseLock, t)
 			unix.Munlockall()
-			rep.Op, rep.Errno = "mmap after mlockall(MCL_FUTURE)", errnoOf(err)
-			copyPhases(&rep, res)
-			return out()
+			c.rep.Op, c.rep.Errno = "mmap after mlockall(MCL_FUTURE)", errnoOf(err)
+			return false
 		}
-		if huge {
+		if c.huge {
 			_ = unix.Madvise(r.mem, unix.MADV_HUGEPAGE)
 		}
 	}
 	res.timed(PhaseLock, t)
 	if err != nil {
-		rep.Op, rep.Errno = "mlockall", errnoOf(err)
-		copyPhases(&rep, res)
-		return out()
+		c.rep.Op, c.rep.Errno = "mlockall", errnoOf(err)
+		return false
 	}
 	r.mayBeLocked = true
+	return true
+}
 
-	pages := length / env.page
+// touchVerifyUnlock writes the pattern, verifies the region and that a
+// mapping made now is locked (MCL_FUTURE), then munlockall and unmaps.
+func (c *childRun) touchVerifyUnlock() {
+	env, r, res, rep := c.env, c.r, &c.res, &c.rep
+	pages := c.length / env.page
 	seed := uint64(time.Now().UnixNano())
-	t = time.Now()
+	t := time.Now()
 	touch(r.mem, env.page, pages, seed)
 	res.timed(PhaseTouch, t)
 
 	t = time.Now()
-	verr := env.verifyRegion(r, res, expectation{onfault: onfault, huge: huge, wholeProcess: true}, baseline, pages, seed)
+	verr := env.verifyRegion(r, res, lockedShape{onfault: c.flags&unix.MCL_ONFAULT != 0, huge: c.huge, wholeProcess: true}, c.baseline, pages, seed)
 	if st, err := env.status(); err == nil {
 		rep.ProcessLocked = st.Locked
 	}
 	if verr == nil {
-		// MCL_FUTURE: a mapping made now must be locked at once.
-		if f, err := reserve(env.page, false); err == nil {
-			if err := f.mapFixed(0, env.page, 0); err == nil {
-				if sm, err := env.smaps(f.addr()); err == nil {
-					rep.FutureLocked = sm.VmLocked
-				}
-			}
-			f.release()
-		}
-		if !rep.FutureLocked {
-			verr = fmt.Errorf("a mapping made after mlockall(MCL_FUTURE) is not locked")
-		}
+		verr = c.checkFutureLocked()
 	}
 	res.timed(PhaseVerify, t)
 
 	t = time.Now()
-	err = unix.Munlockall()
-	res.timed(PhaseUnlock, t)
-	if err != nil {
+	if err := unix.Munlockall(); err != nil {
 		rep.Op, rep.Errno = "munlockall", errnoOf(err)
 	}
+	res.timed(PhaseUnlock, t)
 	r.mayBeLocked = false
 	t = time.Now()
 	r.release()
@@ -237,8 +263,23 @@ func RunChild() int {
 	rep.LockedDelta, rep.ResidentLocked, rep.Resident = res.LockedDelta, res.ResidentLocked, res.Resident
 	rep.Touched, rep.HugeBytes = uint64(pages*env.page), res.HugeBytes
 	rep.KpageChecked, rep.KpagePages, rep.KpageMlocked = res.KpageflagsChecked, res.KpageflagsPages, res.KpageflagsMlocked
-	copyPhases(&rep, res)
-	return out()
+}
+
+// checkFutureLocked maps one page and checks smaps says it is locked, as
+// mlockall(MCL_FUTURE) promises for every later mapping.
+func (c *childRun) checkFutureLocked() error {
+	if f, err := reserve(c.env.page, false); err == nil {
+		if err := f.mapFixed(0, c.env.page, 0); err == nil {
+			if sm, err := c.env.smaps(f.addr()); err == nil {
+				c.rep.FutureLocked = sm.VmLocked
+			}
+		}
+		f.release()
+	}
+	if !c.rep.FutureLocked {
+		return fmt.Errorf("a mapping made after mlockall(MCL_FUTURE) is not locked")
+	}
+	return nil
 }
 
 // vmSize is this process's VmSize in bytes (total_vm, which

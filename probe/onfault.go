@@ -15,7 +15,7 @@ func probeOnfault(ctx context.Context, env *Env, m Module, res *Result, logger *
 		lock: func(ctx context.Context, r *region, chunk int) error {
 			return r.lockChunks(ctx, chunk, func(b []byte) error { return mlock2(b, unix.MLOCK_ONFAULT) })
 		},
-		x:          expectation{onfault: true, huge: m.HugePages},
+		want:       lockedShape{onfault: true, huge: m.HugePages},
 		touchPages: func(pages int) int { return onfaultTouchPages(m, pages, env.page) },
 	})
 }

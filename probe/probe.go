@@ -30,8 +30,13 @@ const (
 	ModeMlockall Mode = "mlockall" // mlockall(MCL_CURRENT|MCL_FUTURE) in a child process
 )
 
-// Modes lists every mode, in a stable order.
-var Modes = []Mode{ModeMlock, ModeOnfault, ModePopulate, ModeMlockall}
+func (m Mode) String() string { return string(m) }
+
+// modes lists every mode, in a stable order; Modes hands out copies.
+var modes = [...]Mode{ModeMlock, ModeOnfault, ModePopulate, ModeMlockall}
+
+// Modes lists every mode, in a stable order (a fresh slice each call).
+func Modes() []Mode { return append([]Mode(nil), modes[:]...) }
 
 // ProbeFn is the signature every prober has. It locks m's region of
 // res.Bytes bytes (set by the caller, a whole number of pages), fills res
@@ -40,12 +45,19 @@ var Modes = []Mode{ModeMlock, ModeOnfault, ModePopulate, ModeMlockall}
 // On failure res.Reason and res.Err say why.
 type ProbeFn func(ctx context.Context, env *Env, m Module, res *Result, logger *slog.Logger) bool
 
-// Probers maps each mode to its prober.
-var Probers = map[Mode]ProbeFn{
-	ModeMlock:    probeMlock,
-	ModeOnfault:  probeOnfault,
-	ModePopulate: probePopulate,
-	ModeMlockall: probeMlockall,
+// prober returns mode m's prober.
+func prober(m Mode) (ProbeFn, bool) {
+	switch m {
+	case ModeMlock:
+		return probeMlock, true
+	case ModeOnfault:
+		return probeOnfault, true
+	case ModePopulate:
+		return probePopulate, true
+	case ModeMlockall:
+		return probeMlockall, true
+	}
+	return nil, false
 }
 
 // Phase is one timed step of a probe.
@@ -93,9 +105,15 @@ const (
 	ReasonOther          Reason = "other" // any other errno, a crashed mlockall child, a recovered panic
 )
 
-// Reasons lists every failure reason, in a stable order.
-var Reasons = []Reason{ReasonEPERM, ReasonENOMEMLimit, ReasonENOMEMMappings, ReasonEAGAIN, ReasonEINVAL,
+func (r Reason) String() string { return string(r) }
+
+// reasons lists every failure reason, in a stable order.
+var reasons = [...]Reason{ReasonEPERM, ReasonENOMEMLimit, ReasonENOMEMMappings, ReasonEAGAIN, ReasonEINVAL,
 	ReasonENOSYS, ReasonVerification, ReasonHeadroom, ReasonTimeout, ReasonOther}
+
+// Reasons lists every failure reason, in a stable order (a fresh slice
+// each call).
+func Reasons() []Reason { return append([]Reason(nil), reasons[:]...) }
 
 // ErrVerification is wrapped by every verification failure.
 var ErrVerification = errors.New("verification failed")

@@ -209,7 +209,7 @@ func runProbe(t *testing.T, m Module, size uint64) Result {
 func TestEveryModeLocksAndVerifies(t *testing.T) {
 	const size = 256 << 10
 	needLockable(t, size)
-	for _, mode := range Modes {
+	for _, mode := range Modes() {
 		t.Run(string(mode), func(t *testing.T) {
 			res := runProbe(t, Module{Mode: mode}, size)
 			if !res.Success {
@@ -235,4 +235,27 @@ func TestEveryModeLocksAndVerifies(t *testing.T) {
 
 func fmtSscanRange(line string, lo, hi *uint64) (int, error) {
 	return fmt.Sscanf(line, "%x-%x", lo, hi)
+}
+
+// TestTablesAreCopies: a caller that changes what Modes or Reasons
+// returned changes nothing the package uses.
+func TestTablesAreCopies(t *testing.T) {
+	m := Modes()
+	m[0] = "changed"
+	if got := Modes()[0]; got != ModeMlock {
+		t.Errorf("Modes()[0] = %q after a caller wrote to its copy, want %q", got, ModeMlock)
+	}
+	r := Reasons()
+	r[0] = "changed"
+	if got := Reasons()[0]; got != ReasonEPERM {
+		t.Errorf("Reasons()[0] = %q after a caller wrote to its copy, want %q", got, ReasonEPERM)
+	}
+	for _, mode := range Modes() {
+		if _, ok := prober(mode); !ok {
+			t.Errorf("mode %q has no prober", mode)
+		}
+	}
+	if _, ok := prober("changed"); ok {
+		t.Error("an unknown mode has a prober")
+	}
 }

@@ -56,9 +56,6 @@ type Runner struct {
 	scrapeMu  sync.Mutex
 	scrapeEnv *Env // for headroom at scrape time, apart from env
 
-	curMu     sync.Mutex
-	curCancel context.CancelFunc // the probe holding sem, cancelled by Stop at once
-
 	stopCtx context.Context // cancelled by Stop: ends every probe
 	stop    context.CancelFunc
 	cancel  context.CancelFunc
@@ -171,14 +168,6 @@ func (r *Runner) run(ctx context.Context, name string, m Module, logger *slog.Lo
 	select {
 	case r.sem <- struct{}{}:
 		defer func() { <-r.sem }()
-		r.curMu.Lock()
-		r.curCancel = cancel
-		r.curMu.Unlock()
-		defer func() {
-			r.curMu.Lock()
-			r.curCancel = nil
-			r.curMu.Unlock()
-		}()
 	case <-ctx.Done():
 		res.fail(ReasonTimeout, fmt.Errorf("waiting for the probe in progress: %w", ctx.Err()))
 		res.Waited = time.Since(waitStart)
@@ -205,13 +194,13 @@ func (r *Runner) run(ctx context.Context, name string, m Module, logger *slog.Lo
 		logger.Info("probe succeeded", "bytes", res.Bytes, "duration_seconds", res.Duration.Seconds(), "waited_seconds", res.Waited.Seconds(),
 			"lock_seconds", res.Phases[PhaseLock].Seconds(), "seconds_per_page", res.SecondsPerPage())
 	} else {
-		logger.Warn("probe failed", "reason", string(res.Reason), "err", res.Err, "duration_seconds", res.Duration.Seconds(), "waited_seconds", res.Waited.Seconds())
+		logger.Warn("probe failed", "reason", res.Reason, "err", res.Err, "duration_seconds", res.Duration.Seconds(), "waited_seconds", res.Waited.Seconds())
 	}
 	return res
 }
 
 func (r *Runner) probe(ctx context.Context, m Module, res *Result, logger *slog.Logger) {
-	fn, ok := Probers[m.Mode]
+	fn, ok := prober(m.Mode)
 	if !ok {
 		res.fail(ReasonEINVAL, fmt.Errorf("unknown mode %q", m.Mode))
 		return
@@ -280,12 +269,7 @@ func (r *Runner) Start(ctx context.Context) {
 // Stop cancels the schedule and any probe in progress, and returns once
 // its region is released.
 func (r *Runner) Stop() {
-	r.curMu.Lock()
-	if r.curCancel != nil {
-		r.curCancel() // synchronously: its next deadline check sees it
-	}
-	r.curMu.Unlock()
-	r.stop()
+	r.stop() // every probe's AfterFunc cancels its context
 	if r.cancel != nil {
 		r.cancel()
 		<-r.done

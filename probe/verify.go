@@ -1,6 +1,7 @@
 package probe
 
 import (
+	"context"
 	"encoding/binary"
 	"fmt"
 	"os"
@@ -32,7 +33,7 @@ type Env struct {
 	// Exe is the binary started for the mlockall child: the exporter's own.
 	Exe string
 	// hook, when set (tests), runs after each phase of a local prober.
-	hook func(Phase, []byte)
+	hook func(context.Context, Phase, []byte)
 
 	page   int
 	reader *linux.Reader
@@ -136,8 +137,9 @@ func (e *Env) kpageflags(mem []byte, pages int) (looked, mlocked uint64, err err
 	return looked, mlocked, nil
 }
 
-// expectation is what a locked region must look like.
-type expectation struct {
+// lockedShape is what a locked region must look like to the kernel's
+// reports: which pages are resident and locked, and how VmLck moves.
+type lockedShape struct {
 	onfault bool // lf set; only touched pages resident and locked
 	huge    bool // THP: touching one byte may fault a whole huge page
 	// wholeProcess: mlockall locks the whole process, so VmLck rises by
@@ -147,7 +149,7 @@ type expectation struct {
 
 // verifyRegion checks the region the kernel selftests' way. baseline is
 // VmLck before the lock; touchedPages the pages written with seed.
-func (e *Env) verifyRegion(r *region, res *Result, x expectation, baseline uint64, touchedPages int, seed uint64) error {
+func (e *Env) verifyRegion(r *region, res *Result, want lockedShape, baseline uint64, touchedPages int, seed uint64) error {
 	length := uint64(len(r.mem))
 	touched := uint64(touchedPages * e.page)
 	st, err := e.status()
@@ -157,7 +159,7 @@ func (e *Env) verifyRegion(r *region, res *Result, x expectation, baseline uint6
 	if st.Locked >= baseline {
 		res.LockedDelta = st.Locked - baseline
 	}
-	if res.LockedDelta != length && !(x.wholeProcess && res.LockedDelta > length) {
+	if res.LockedDelta != length && !(want.wholeProcess && res.LockedDelta > length) {
 		return fmt.Errorf("%w: VmLck rose by %d bytes, want %d", ErrVerification, res.LockedDelta, length)
 	}
 	sm, err := e.smaps(r.addr())
@@ -170,14 +172,14 @@ func (e *Env) verifyRegion(r *region, res *Result, x expectation, baseline uint6
 		return fmt.Errorf("%w: smaps Size %d, want %d", ErrVerification, sm.Size, length)
 	case !sm.VmLocked:
 		return fmt.Errorf("%w: smaps VmFlags lack lo", ErrVerification)
-	case sm.VmLockOnFault != x.onfault:
-		return fmt.Errorf("%w: smaps VmFlags lf is %t, want %t", ErrVerification, sm.VmLockOnFault, x.onfault)
+	case sm.VmLockOnFault != want.onfault:
+		return fmt.Errorf("%w: smaps VmFlags lf is %t, want %t", ErrVerification, sm.VmLockOnFault, want.onfault)
 	}
 	wantLocked := length
-	if x.onfault {
+	if want.onfault {
 		wantLocked = touched
 	}
-	if x.onfault && x.huge {
+	if want.onfault && want.huge {
 		if sm.Locked < touched || sm.Locked > length {
 			return fmt.Errorf("%w: smaps Locked %d, want between %d and %d", ErrVerification, sm.Locked, touched, length)
 		}
@@ -189,7 +191,7 @@ func (e *Env) verifyRegion(r *region, res *Result, x expectation, baseline uint6
 		return fmt.Errorf("%w: mincore: %v", ErrVerification, err)
 	}
 	res.Resident = uint64(n * e.page)
-	if x.onfault && x.huge {
+	if want.onfault && want.huge {
 		if res.Resident < touched {
 			return fmt.Errorf("%w: mincore: %d bytes resident, want at least %d", ErrVerification, res.Resident, touched)
 		}

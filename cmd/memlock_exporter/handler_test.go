@@ -137,7 +137,7 @@ func TestMuxHasNoPprofUnlessAsked(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		mux, err := newMux(&o, exp, slog.New(slog.DiscardHandler))
+		mux, err := newMux(&o, exp, nil, slog.New(slog.DiscardHandler))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -168,15 +168,16 @@ func TestDisableExporterMetricsWithProbes(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	var err error
-	if o.probe.runner, err = startProbes(ctx, &o.probe, o.cfg.ProcPath, logger); err != nil {
+	runner, err := startProbes(ctx, &o.probe, logger)
+	if err != nil {
 		t.Fatal(err)
 	}
-	defer o.probe.runner.Stop()
+	defer runner.Stop()
 	exp, err := collector.New(o.cfg, []string{"system"}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	mux, err := newMux(&o, exp, logger)
+	mux, err := newMux(&o, exp, runner, logger)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -23,8 +23,8 @@ import (
 	"golang.org/x/crypto/bcrypt"
 )
 
-// Hostile clients and careless operators, against the real binary
-// (issue 10): amplified requests, SIGHUP, a /probe storm, scrape-timeout
+// Hostile clients and careless operators, against the real binary:
+// amplified requests, SIGHUP, a /probe storm, scrape-timeout
 // headers, unusable --path.* directories, what /-/reload and debug=true
 // disclose, and net/http's own log lines.
 
@@ -48,6 +48,9 @@ func checkLogLines(t *testing.T, logs string) {
 // over all of them, no log line may exceed 8 KiB, and no answer repeats
 // what it was sent.
 func TestAmplificationBounded(t *testing.T) {
+	if testing.Short() {
+		t.Skip("slow (amplified requests against the built exporter): make test runs it")
+	}
 	t.Parallel()
 	requireLinuxProc(t)
 	bin, _ := sharedBuild(t)
@@ -157,6 +160,9 @@ func metricValue(body, series string) (float64, bool) {
 // at most --probe.max-requests (4) are in /probe, the rest get 503 at once,
 // and the background schedule keeps running with no failure.
 func TestProbeStorm(t *testing.T) {
+	if testing.Short() {
+		t.Skip("slow (a storm of /probe requests against the built exporter): make test runs it")
+	}
 	t.Parallel()
 	if os.Geteuid() != 0 {
 		t.Skip("needs CAP_IPC_LOCK (root) to lock 64 MiB")
@@ -456,6 +462,9 @@ func TestServerErrorsAreJSON(t *testing.T) {
 // exporter's VmHWM (peak RSS, from the kernel) is logged (docs/security.md
 // quotes it) and bounded by 64 MiB.
 func TestConcurrentScrapeMemory(t *testing.T) {
+	if testing.Short() {
+		t.Skip("slow (500 scrapes of every process against the built exporter): make test runs it")
+	}
 	t.Parallel()
 	requireLinuxProc(t)
 	bin, _ := sharedBuild(t)

@@ -20,6 +20,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -171,6 +172,9 @@ func TestServingTLSAndBasicAuth(t *testing.T) {
 }
 
 func TestServingMaxRequests(t *testing.T) {
+	if testing.Short() {
+		t.Skip("slow (saturates --web.max-requests of the built exporter): make test runs it")
+	}
 	t.Parallel()
 	bin, _ := sharedBuild(t)
 	const limit = 2
@@ -218,11 +222,15 @@ func TestServingMaxRequests(t *testing.T) {
 // must not keep a scrape from being served, and the server must close them
 // (ReadHeaderTimeout, 10 s).
 func TestServingSlowloris(t *testing.T) {
+	if testing.Short() {
+		t.Skip("slow (trickles headers until the server times them out): make test runs it")
+	}
 	t.Parallel()
 	bin, _ := sharedBuild(t)
 	e := startExporter(t, bin, -1, "--web.max-requests=2")
 	const conns = 50
 	closed := make(chan time.Duration, conns)
+	var trickled atomic.Int64 // header bytes sent after the request line
 	start := time.Now()
 	for i := range conns {
 		c, err := net.Dial("tcp", e.addr)
@@ -241,6 +249,7 @@ func TestServingSlowloris(t *testing.T) {
 					closed <- time.Since(start)
 					return
 				}
+				trickled.Add(1)
 				c.SetReadDeadline(time.Now().Add(time.Millisecond))
 				if _, err := c.Read(buf); err != nil && !errors.Is(err, os.ErrDeadlineExceeded) {
 					closed <- time.Since(start)
@@ -252,7 +261,12 @@ func TestServingSlowloris(t *testing.T) {
 			}
 		}()
 	}
-	time.Sleep(2 * time.Second)
+	// Scrape once every connection is trickling (two bytes each).
+	for deadline := time.Now().Add(20 * time.Second); trickled.Load() < 2*conns; time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("only %d header bytes trickled in 20 s", trickled.Load())
+		}
+	}
 	t0 := time.Now()
 	if code, _, err := fetch(&http.Client{Timeout: 10 * time.Second}, "http://"+e.addr+"/metrics", "", ""); err != nil || code != 200 {
 		t.Fatalf("scrape beside %d slowloris connections: %d %v", conns, code, err)
@@ -275,8 +289,11 @@ func TestServingSlowloris(t *testing.T) {
 // must end (the write deadline) and free the slot, or the exporter answers
 // 503 to every scrape for ever. The scrapes ask for a one-day deadline in
 // X-Prometheus-Scrape-Timeout-Seconds: --scrape.max-timeout (2 s here) caps
-// it, or the clients would hold the slot for a day (issue 10 point 4).
+// it, or the clients would hold the slot for a day.
 func TestServingClientNeverReads(t *testing.T) {
+	if testing.Short() {
+		t.Skip("slow (holds connections for the capped scrape timeout): make test runs it")
+	}
 	t.Parallel()
 	bin, _ := sharedBuild(t)
 	// Every process reported, and 400 more of them: a response of hundreds
@@ -307,6 +324,7 @@ func TestServingClientNeverReads(t *testing.T) {
 		rc.Control(func(fd uintptr) { serr = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, 4096) })
 		return serr
 	}}
+	var sent sync.WaitGroup
 	for range 2 {
 		c, err := d.Dial("tcp", e.addr)
 		if err != nil {
@@ -316,7 +334,9 @@ func TestServingClientNeverReads(t *testing.T) {
 		// Pipelined requests, answered one after the other, until the
 		// unread responses fill every buffer (tens of MiB in all) and a
 		// write blocks. The client asks for a day; the cap gives 2 s.
+		sent.Add(1)
 		go func() {
+			defer sent.Done()
 			for range 64 {
 				if _, err := fmt.Fprintf(c, "GET /metrics HTTP/1.1\r\nHost: %s\r\nX-Prometheus-Scrape-Timeout-Seconds: 86400\r\n\r\n", e.addr); err != nil {
 					return
@@ -324,7 +344,9 @@ func TestServingClientNeverReads(t *testing.T) {
 			}
 		}()
 	}
-	time.Sleep(time.Second)
+	// The 64 requests (about 6 KiB) fit in the socket buffers: wait until
+	// every one is written, so the server has them to answer.
+	sent.Wait()
 	start := time.Now()
 	for {
 		code, _, err := fetch(client, "http://"+e.addr+"/-/healthy", "", "")

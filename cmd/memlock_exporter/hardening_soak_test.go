@@ -91,6 +91,7 @@ func TestSoak(t *testing.T) {
 	loop(250*time.Millisecond, func() { getOK("/metrics"); mu.Lock(); scrapes++; mu.Unlock() })
 	loop(time.Second, func() { getOK("/probe?module=onfault"); mu.Lock(); probes++; mu.Unlock() })
 	// Churn: a locker starts every 200 ms and lives about a second.
+	var lockers sync.WaitGroup
 	loop(200*time.Millisecond, func() {
 		cmd := exec.Command(locker)
 		cmd.Env = append(os.Environ(), childEnv+"=1")
@@ -103,7 +104,8 @@ func TestSoak(t *testing.T) {
 		mu.Lock()
 		churned++
 		mu.Unlock()
-		time.AfterFunc(time.Second, func() { stdin.Close(); cmd.Wait() })
+		lockers.Add(1)
+		time.AfterFunc(time.Second, func() { defer lockers.Done(); stdin.Close(); cmd.Wait() })
 	})
 
 	var samples []soakSample
@@ -126,7 +128,7 @@ func TestSoak(t *testing.T) {
 	}
 	close(stop)
 	wg.Wait()
-	time.Sleep(1500 * time.Millisecond) // let the lockers exit
+	lockers.Wait() // every locker has exited and been reaped
 	for _, msg := range errs {
 		t.Error(msg)
 	}

@@ -4,10 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
-	"os"
 	"unicode/utf8"
-
-	"github.com/memlock-exporter/memlock_exporter/probe"
 )
 
 // maxLogValue bounds every string a log line carries (the message and each
@@ -106,25 +103,4 @@ func boundString(s string) string {
 		cut--
 	}
 	return fmt.Sprintf("%s... (%d bytes in all)", s[:cut], len(s))
-}
-
-// reloadOnHUP reloads the probe config on SIGHUP until ctx ends; without
-// probes there is nothing to reload, and the signal is logged and ignored.
-func reloadOnHUP(ctx context.Context, hup <-chan os.Signal, r *probe.Runner, logger *slog.Logger) {
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-hup:
-			if r == nil {
-				logger.Info("SIGHUP: nothing to reload (only --probe.config.file is reloadable, with --probe.enable)")
-				continue
-			}
-			if err := r.Reload(); err != nil {
-				logger.Error("cannot reload probe config; keeping the modules in use", "err", err)
-			} else {
-				logger.Info("reloaded probe config", "modules", r.ModuleNames())
-			}
-		}
-	}
 }

@@ -295,13 +295,14 @@ func run(args []string, stderr io.Writer) int {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
 	defer stop()
 
-	if o.probe.runner, err = startProbes(ctx, &o.probe, o.cfg.ProcPath, logger); err != nil {
+	runner, err := startProbes(ctx, &o.probe, logger)
+	if err != nil {
 		logger.Error("cannot set up probes", "err", err)
 		return 1
 	}
-	go reloadOnHUP(ctx, hup, o.probe.runner, logger)
+	go reloadOnHUP(ctx, hup, runner, logger)
 
-	mux, err := newMux(&o, exp, logger)
+	mux, err := newMux(&o, exp, runner, logger)
 	if err != nil {
 		logger.Error("cannot set up HTTP handlers", "err", err)
 		return 1
@@ -329,8 +330,8 @@ func run(args []string, stderr io.Writer) int {
 	case <-ctx.Done():
 	}
 	logger.Info("shutting down")
-	if o.probe.runner != nil {
-		o.probe.runner.Stop() // release a region being probed before anything else
+	if runner != nil {
+		runner.Stop() // release a region being probed before anything else
 	}
 	shutdownCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
@@ -344,7 +345,9 @@ func run(args []string, stderr io.Writer) int {
 	return 0
 }
 
-func newMux(o *options, exp *collector.Exporter, logger *slog.Logger) (*http.ServeMux, error) {
+// newMux serves the metrics path and, when runner is not nil (probes
+// enabled), /probe and /-/reload.
+func newMux(o *options, exp *collector.Exporter, runner *probe.Runner, logger *slog.Logger) (*http.ServeMux, error) {
 	mux := http.NewServeMux()
 	var exporterMetrics *prometheus.Registry
 	if !o.disableExporter {
@@ -358,9 +361,9 @@ func newMux(o *options, exp *collector.Exporter, logger *slog.Logger) (*http.Ser
 	self := prometheus.NewRegistry()
 	self.MustRegister(probe.NewSelfCollector())
 	extra := prometheus.Gatherers{self}
-	if o.probe.runner != nil {
+	if runner != nil {
 		probeMetrics := prometheus.NewRegistry()
-		registerProbes(mux, o, probeMetrics, logger)
+		registerProbes(mux, o, runner, probeMetrics, logger)
 		extra = append(extra, probeMetrics)
 	}
 	mux.Handle(o.metricsPath, newMetricsHandler(exp, exporterMetrics, extra, o.maxRequests, timeouts{o.scrapeTimeout, o.timeoutOffset, o.maxTimeout}, logger))

@@ -90,14 +90,15 @@ func TestProbeEndToEnd(t *testing.T) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	if o.probe.runner, err = startProbes(ctx, &o.probe, o.cfg.ProcPath, logger); err != nil {
+	runner, err := startProbes(ctx, &o.probe, logger)
+	if err != nil {
 		t.Fatal(err)
 	}
-	defer o.probe.runner.Stop()
+	defer runner.Stop()
 	if h := probe.NewEnv("", "").Headroom(); h.Effective < 256<<10 {
 		t.Skipf("this process can lock only %d bytes", h.Effective)
 	}
-	mux, err := newMux(&o, exp, logger)
+	mux, err := newMux(&o, exp, runner, logger)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -124,7 +125,7 @@ func TestProbeEndToEnd(t *testing.T) {
 		t.Errorf("/probe?module=nope: %d", code)
 	}
 
-	o.probe.runner.RunScheduled(ctx)
+	runner.RunScheduled(ctx)
 	_, body = probeGet(t, srv.URL+"/metrics")
 	for _, m := range []string{"mlock", "onfault", "populate", "mlockall"} {
 		probeMustContain(t, "/metrics", body,
@@ -144,11 +145,11 @@ func TestProbeEndToEnd(t *testing.T) {
 		"memlock_probe_config_last_reload_successful 1")
 
 	// The runner's metrics pass the linter, and the histograms are native too.
-	if problems, err := testutil.CollectAndLint(o.probe.runner); err != nil || len(problems) > 0 {
+	if problems, err := testutil.CollectAndLint(runner); err != nil || len(problems) > 0 {
 		t.Errorf("lint: %v %v", problems, err)
 	}
 	reg := prometheus.NewPedanticRegistry()
-	reg.MustRegister(o.probe.runner)
+	reg.MustRegister(runner)
 	mfs, err := reg.Gather()
 	if err != nil {
 		t.Fatal(err)
@@ -185,7 +186,7 @@ func TestProbeEndToEnd(t *testing.T) {
 	if code, _ := probeGet(t, srv.URL+"/-/reload"); code != http.StatusMethodNotAllowed {
 		t.Errorf("GET /-/reload: %d, want 405", code)
 	}
-	if _, ok := o.probe.runner.Module("mlock_8k"); !ok {
+	if _, ok := runner.Module("mlock_8k"); !ok {
 		t.Error("a failed reload dropped the modules in use")
 	}
 	_, body = probeGet(t, srv.URL+"/metrics")
@@ -198,12 +199,12 @@ func TestProbeEndToEnd(t *testing.T) {
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
-	go reloadOnHUP(ctx, hup, o.probe.runner, logger)
+	go reloadOnHUP(ctx, hup, runner, logger)
 	if err := syscall.Kill(os.Getpid(), syscall.SIGHUP); err != nil {
 		t.Fatal(err)
 	}
 	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(10 * time.Millisecond) {
-		if _, ok := o.probe.runner.Module("by_hup"); ok {
+		if _, ok := runner.Module("by_hup"); ok {
 			break
 		}
 		if time.Now().After(deadline) {
@@ -383,7 +384,7 @@ func TestSelfMetricsWithoutProbes(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	mux, err := newMux(&o, exp, logger)
+	mux, err := newMux(&o, exp, nil, logger)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -432,10 +433,11 @@ func TestOnDemandModesUnscheduled(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	var err error
-	if o.probe.runner, err = startProbes(ctx, &o.probe, o.cfg.ProcPath, logger); err != nil {
+	runner, err := startProbes(ctx, &o.probe, logger)
+	if err != nil {
 		t.Fatal(err)
 	}
-	defer o.probe.runner.Stop()
+	defer runner.Stop()
 	if h := probe.NewEnv("", "").Headroom(); h.Effective < 64<<10 {
 		t.Skipf("this process can lock only %d bytes", h.Effective)
 	}
@@ -443,7 +445,7 @@ func TestOnDemandModesUnscheduled(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	mux, err := newMux(&o, exp, logger)
+	mux, err := newMux(&o, exp, runner, logger)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -461,7 +463,7 @@ func TestOnDemandModesUnscheduled(t *testing.T) {
 	if capIPCLock(t, os.Getpid()) == 1 && !strings.Contains(w.Body.String(), "probe_success 1") {
 		t.Errorf("/probe?module=mlockall with CAP_IPC_LOCK:\n%s", w.Body)
 	}
-	o.probe.runner.RunScheduled(ctx)
+	runner.RunScheduled(ctx)
 	body := get(mux, "/metrics").Body.String()
 	probeMustContain(t, "/metrics", body, `memlock_probe_runs_total{mode="mlock"} 1`)
 	if strings.Contains(body, `memlock_probe_runs_total{mode="onfault"}`) || strings.Contains(body, `memlock_probe_runs_total{mode="mlockall"}`) {
