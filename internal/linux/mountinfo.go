@@ -1,9 +1,6 @@
 package linux
 
-import (
-	"bytes"
-	"strings"
-)
+import "bytes"
 
 // ProcHidesPids reports whether the procfs mounted at mountPoint, as
 // /proc/self/mountinfo b lists it, hides other users' pids or files
@@ -23,7 +20,7 @@ func ProcHidesPids(b []byte, mountPoint string) bool {
 		}
 		f := bytes.Fields(pre)
 		p := bytes.Fields(post)
-		if len(f) < 5 || len(p) < 3 || unescapeMount(f[4]) != mountPoint || string(p[0]) != "proc" {
+		if len(f) < 5 || len(p) < 3 || unescapeMount(string(f[4])) != mountPoint || string(p[0]) != "proc" {
 			continue
 		}
 		found = true
@@ -35,14 +32,4 @@ func ProcHidesPids(b []byte, mountPoint string) bool {
 		}
 	}
 	return hides || !found
-}
-
-// unescapeMount undoes mountinfo's octal escapes of space, tab, newline
-// and backslash.
-func unescapeMount(b []byte) string {
-	if bytes.IndexByte(b, '\\') < 0 {
-		return string(b)
-	}
-	r := strings.NewReplacer(`\040`, " ", `\011`, "\t", `\012`, "\n", `\134`, `\`)
-	return r.Replace(string(b))
 }
