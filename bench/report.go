@@ -15,17 +15,21 @@ func kib(b float64) string      { return fmt.Sprintf("%.0f KiB", b/1024) }
 
 // Table writes the comparison table as Markdown (readable as plain text).
 func (r *Report) Table(w io.Writer) {
-	fmt.Fprintln(w, "| processes | floor CPU/pass | exporter CPU/scrape (gzip) | ratio | exporter CPU/scrape (no gzip) | ratio | CPU per process (exporter) | scrape wall p50 / max | allocated/scrape | series | exporter peak RSS |")
-	fmt.Fprintln(w, "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+	fmt.Fprintln(w, "| processes | floor CPU/pass | exporter CPU/scrape (gzip) | ratio | exporter CPU/scrape (no gzip) | ratio | CPU per process (exporter) | scrape wall p50 / max | allocated/scrape | series | exporter peak RSS | BPF path CPU/scrape (gzip) | BPF / floor | BPF path peak RSS |")
+	fmt.Fprintln(w, "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
 	for _, x := range r.Results {
 		idRatio := 0.0
 		if x.Floor.CPU > 0 {
 			idRatio = float64(x.Identity.CPU) / float64(x.Floor.CPU)
 		}
-		fmt.Fprintf(w, "| %d | %s | %s | **%.2f** | %s | %.2f | %s | %s / %s | %s | %d | %s |\n",
+		bpfCPU, bpfRatio, bpfRSS := "not measured", "", ""
+		if x.BPF != nil {
+			bpfCPU, bpfRatio, bpfRSS = ms(x.BPF.CPU), fmt.Sprintf("**%.3f**", x.BPFRatio()), mib(x.BPFHWM)
+		}
+		fmt.Fprintf(w, "| %d | %s | %s | **%.2f** | %s | %.2f | %s | %s / %s | %s | %d | %s | %s | %s | %s |\n",
 			x.Processes, ms(x.Floor.CPU), ms(x.Gzip.CPU), x.Ratio(), ms(x.Identity.CPU), idRatio,
 			us(x.Gzip.CPU/time.Duration(max(1, x.Processes))), ms(x.Gzip.WallP50), ms(x.Gzip.WallMax),
-			kib(x.Gzip.AllocPerScrape), x.Gzip.Series, mib(x.HWM))
+			kib(x.Gzip.AllocPerScrape), x.Gzip.Series, mib(x.HWM), bpfCPU, bpfRatio, bpfRSS)
 	}
 }
 
@@ -52,6 +56,12 @@ func (r *Report) Details(w io.Writer) {
 				kib(s.st.AllocPerScrape), s.st.Series, s.st.WireBytes, s.st.Scanned, s.st.Reported, s.st.Lockers, s.st.Resident)
 		}
 		fmt.Fprintf(w, "  Exporter resident set: peak (VmHWM) %s, at the end %s.\n", mib(x.HWM), mib(x.RSS))
+		if b := x.BPF; b != nil {
+			fmt.Fprintf(w, "  BPF path (--collector.bpf=on), gzip, %d scrapes: %s CPU per scrape (user %s, sys %s; median of per-round ratios to the floor %.3f), wall p50 %s max %s, "+
+				"%s allocated per scrape, %d series, %.0f processes scanned, %.0f reported; program loaded in %s; resident set peak %s, at the end %s.\n",
+				b.Scrapes, ms(b.CPU), ms(b.User), ms(b.Sys), b.RatioMedian, ms(b.WallP50), ms(b.WallMax),
+				kib(b.AllocPerScrape), b.Series, b.Scanned, b.Reported, x.BPFLoad.Round(time.Millisecond), mib(x.BPFHWM), mib(x.BPFRSS))
+		}
 	}
 	if c := r.Churn; c != nil {
 		verdict := "PASS"
@@ -128,6 +138,14 @@ func (r *Report) Targets() []Target {
 		t = append(t, Target{"cost grows linearly with the process count",
 			fmt.Sprintf("%.1f µs per process at %d, %.1f µs at %d", perProcS/1e3, small.Processes, perProcB/1e3, big.Processes),
 			perProcB <= perProcS*1.25})
+	}
+	if b := big.BPF; b != nil {
+		t = append(t, Target{"BPF path CPU per scrape at most a tenth of the floor's",
+			fmt.Sprintf("%.3f at %d processes (%s against %s; median of per-round ratios %.3f); program loaded in %s",
+				big.BPFRatio(), big.Processes, ms(b.CPU), ms(big.Floor.CPU), b.RatioMedian, big.BPFLoad.Round(time.Millisecond)),
+			big.BPFRatio() > 0 && big.BPFRatio() <= 0.1})
+		t = append(t, Target{"BPF path RSS under 30 MiB", fmt.Sprintf("peak %s at %d processes", mib(big.BPFHWM), big.Processes),
+			big.BPFHWM > 0 && big.BPFHWM < 30<<20})
 	}
 	t = append(t, Target{"smaps_rollup read only for processes with locked memory",
 		fmt.Sprintf("%d smaps_rollup reads (resident series) for %d processes with VmLck > 0 of %.0f scanned",

@@ -15,6 +15,7 @@ import (
 	"io"
 	"os"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -31,6 +32,9 @@ type Config struct {
 	ChurnFor     time.Duration // how long to scrape under churn
 	WorkDir      string        // helper binary and exporter logs
 	Log          io.Writer     // progress
+	// BPF also measures, at each count, a second exporter with
+	// --collector.bpf=on (the first has --collector.bpf=off: /proc).
+	BPF bool
 }
 
 // ScrapeStats summarises the scrapes of one encoding.
@@ -64,6 +68,20 @@ type NResult struct {
 	HWM, RSS       uint64 // exporter's peak and final resident set, bytes
 	HelperRSS      uint64 // one plain child's VmRSS, bytes
 	Errors         []string
+	// BPF is the exporter with --collector.bpf=on (gzip scrapes; nil when
+	// not measured), beside the same floor passes; BPFLoad the program's
+	// load time from its start-up line.
+	BPF            *ScrapeStats
+	BPFHWM, BPFRSS uint64
+	BPFLoad        time.Duration
+}
+
+// BPFRatio is the BPF path's CPU per scrape over the floor's.
+func (r *NResult) BPFRatio() float64 {
+	if r.BPF == nil || r.Floor.CPU == 0 {
+		return 0
+	}
+	return float64(r.BPF.CPU) / float64(r.Floor.CPU)
 }
 
 // Ratio is the exporter's CPU per scrape (as Prometheus scrapes, gzip) over
@@ -149,8 +167,10 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	return rep, nil
 }
 
+// exporterArgs are the /proc path's: --collector.bpf=off, so that a
+// harness run as root measures /proc and not the BPF path auto would pick.
 func exporterArgs(cfg Config) []string {
-	return append([]string{"--collector.process.max-processes=100000"}, cfg.ExporterArgs...)
+	return append([]string{"--collector.process.max-processes=100000", "--collector.bpf=off"}, cfg.ExporterArgs...)
 }
 
 // runN starts n children and an exporter, measures (unless churnOnly),
@@ -190,6 +210,11 @@ func runN(ctx context.Context, cfg Config, helper string, floor *floorReader, n 
 		cfg.logf("   floor %s/pass, exporter %s/scrape (gzip), ratio %.2f, alloc %.0f KiB/scrape, HWM %.1f MiB",
 			res.Floor.CPU.Round(time.Microsecond), res.Gzip.CPU.Round(time.Microsecond), res.Ratio(),
 			res.Gzip.AllocPerScrape/1024, float64(res.HWM)/(1<<20))
+		if cfg.BPF {
+			if err := measureBPF(ctx, cfg, floor, res); err != nil {
+				return res, err
+			}
+		}
 	}
 	if churn && cfg.ChurnN == n {
 		c, err := runChurn(ctx, cfg, kids, exp)
@@ -221,6 +246,56 @@ func measureN(ctx context.Context, cfg Config, exp *Exporter, floor *floorReader
 		return fmt.Errorf("%d scrapes failed: %s", len(res.Errors), res.Errors[0])
 	}
 	return nil
+}
+
+// measureBPF starts a second exporter with --collector.bpf=on over the same
+// children and measures its gzip scrapes beside floor passes, into res.BPF.
+func measureBPF(ctx context.Context, cfg Config, floor *floorReader, res *NResult) error {
+	args := append([]string{"--collector.process.max-processes=100000", "--collector.bpf=on"}, cfg.ExporterArgs...)
+	exp, err := StartExporter(cfg.Exporter, cfg.WorkDir, args...)
+	if err != nil {
+		return fmt.Errorf("exporter with --collector.bpf=on: %w", err)
+	}
+	defer exp.Stop()
+	res.BPFLoad = loadSeconds(exp.Stderr)
+	if err := warmUp(ctx, exp, floor); err != nil {
+		return err
+	}
+	var fs floorSum
+	res.BPF = &ScrapeStats{}
+	if err := measureEncoding(ctx, cfg, exp, floor, &fs, true, res.BPF, res); err != nil {
+		return err
+	}
+	res.BPFHWM = statusKB(exp.Pid(), "VmHWM")
+	res.BPFRSS = statusKB(exp.Pid(), "VmRSS")
+	cfg.logf("   BPF exporter %s/scrape (gzip), ratio to the floor %.3f, HWM %.1f MiB, program loaded in %s",
+		res.BPF.CPU.Round(time.Microsecond), res.BPFRatio(), float64(res.BPFHWM)/(1<<20), res.BPFLoad.Round(time.Millisecond))
+	if len(res.Errors) > 0 {
+		return fmt.Errorf("%d scrapes failed: %s", len(res.Errors), res.Errors[0])
+	}
+	return nil
+}
+
+// loadSeconds reads load_seconds from the exporter's start-up line
+// ("per-process numbers from the BPF task iterator"), or 0.
+func loadSeconds(logPath string) time.Duration {
+	b, err := os.ReadFile(logPath)
+	if err != nil {
+		return 0
+	}
+	_, rest, ok := strings.Cut(string(b), "load_seconds=")
+	if !ok {
+		return 0
+	}
+	f := strings.Fields(rest)
+	if len(f) == 0 {
+		return 0
+	}
+	v, err := strconv.ParseFloat(strings.Trim(f[0], `"`), 64)
+	if err != nil {
+		return 0
+	}
+	return time.Duration(v * float64(time.Second))
 }
 
 // warmUp makes one floor pass and two scrapes: the first pass over /proc

@@ -35,13 +35,14 @@ func main() {
 		out       = flag.String("out", "", "write the report here as Markdown (e.g. docs/benchmarks.md)")
 		command   = flag.String("command", "make bench", "command named in the report as the one that reproduces it")
 		keep      = flag.Bool("keep", false, "keep the work directory (helper binary, exporter logs)")
+		bpfPath   = flag.Bool("bpf", true, "also measure the BPF path (--collector.bpf=on) at each count; needs CAP_BPF and CAP_PERFMON")
 		hold      = flag.Duration("hold", 0, "instead of measuring, start the first -n children and an exporter, print its URL and keep both for this long (or until Ctrl-C), e.g. to profile with --web.enable-pprof")
 		expArgs   listFlag
 	)
 	flag.Var(&expArgs, "exporter-arg", "extra exporter flag (repeatable), e.g. --web.enable-pprof")
 	flag.Parse()
 	cfg := bench.Config{Rounds: *rounds, Exporter: *exporter, ExporterArgs: expArgs, ChurnN: *churnN,
-		ChurnRate: *churnRate, ChurnFor: *churnFor, Log: os.Stderr}
+		ChurnRate: *churnRate, ChurnFor: *churnFor, Log: os.Stderr, BPF: *bpfPath}
 	for _, s := range strings.Split(*ns, ",") {
 		n, err := strconv.Atoi(strings.TrimSpace(s))
 		if err != nil || n <= 0 {
