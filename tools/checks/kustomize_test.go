@@ -230,7 +230,7 @@ func TestKustomizeOverlayBPF(t *testing.T) {
 	}
 }
 
-// measuredPeakRSS is the largest "exporter peak RSS" of docs/benchmarks.md
+// measuredPeakRSS is the largest peak RSS of docs/benchmarks.md, of either path
 // (make bench: VmHWM of the exporter at 1,000 and 10,000 processes).
 func measuredPeakRSS(t *testing.T) int64 {
 	t.Helper()
