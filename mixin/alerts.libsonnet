@@ -2,10 +2,13 @@
 // Every alert has a section in docs/runbook.md, and firing and quiet unit
 // tests in deploy/prometheus/tests/ (promtool test rules).
 //
-// The per-process and per-user alerts take max_over_time(...[2m]) of what
+// The per-process and per-user alerts take max_over_time(...[3m]) of what
 // they test, so that one missed scrape (a scan that ran out of time, a
-// timeout, a restart) does not reset their `for:`; [2m] covers one missed
-// scrape at scrape and rule intervals of up to 1m.
+// timeout, a restart) does not reset their `for:`. [3m] covers one missed
+// scrape at scrape and rule intervals of up to 1m plus the one evaluation by
+// which an alert may trail the recording rule it reads: rule groups are
+// evaluated independently (promtool orders them arbitrarily), and with [2m]
+// the tests failed about one run in three.
 local lib = import 'lib.libsonnet';
 {
   prometheusAlerts+:: {
@@ -16,7 +19,7 @@ local lib = import 'lib.libsonnet';
       rules: [
         {
           alert: 'MemlockProcessNearLimit',
-          expr: 'max_over_time(pid:memlock_process_locked_bytes:limit_ratio[2m]) > ' + lib.num(c.processNearLimitRatio),
+          expr: 'max_over_time(pid:memlock_process_locked_bytes:limit_ratio[3m]) > ' + lib.num(c.processNearLimitRatio),
           'for': c.processNearLimitFor,
           labels: { severity: 'warning' },
           annotations: {
@@ -31,10 +34,10 @@ local lib = import 'lib.libsonnet';
         {
           alert: 'MemlockUserPinnedNearLimit',
           expr: |||
-            max_over_time(uid:memlock_user_kernel_locked_vm_bytes:limit_ratio[2m]) > %(r)s
+            max_over_time(uid:memlock_user_kernel_locked_vm_bytes:limit_ratio[3m]) > %(r)s
               or
             (
-              max_over_time(uid:memlock_user_charged_pinned_bytes:limit_ratio[2m]) > %(r)s
+              max_over_time(uid:memlock_user_charged_pinned_bytes:limit_ratio[3m]) > %(r)s
                 unless on (%(by)s) memlock_scan_source_info{source="bpf"}
             )
           ||| % { r: lib.num(c.userPinnedNearLimitRatio), by: lib.by(c, ['instance', 'job']) },
@@ -49,7 +52,7 @@ local lib = import 'lib.libsonnet';
         // BPF only: no /proc file shows the SHM_LOCK charge.
         {
           alert: 'MemlockUserShmLockNearLimit',
-          expr: 'max_over_time(uid:memlock_user_kernel_shm_locked_bytes:limit_ratio[2m]) > ' + lib.num(c.userShmLockNearLimitRatio),
+          expr: 'max_over_time(uid:memlock_user_kernel_shm_locked_bytes:limit_ratio[3m]) > ' + lib.num(c.userShmLockNearLimitRatio),
           'for': c.userShmLockNearLimitFor,
           labels: { severity: 'warning' },
           annotations: {
@@ -63,11 +66,11 @@ local lib = import 'lib.libsonnet';
         {
           alert: 'MemlockServiceLockFailed',
           expr: |||
-            (max_over_time(memlock_process_locked_bytes[2m]) == 0)
-              and (max_over_time(memlock_process_pinned_bytes[2m]) == 0)
-              and (max_over_time(memlock_process_limit_soft_bytes[2m]) < %(limit)d)
+            (max_over_time(memlock_process_locked_bytes[3m]) == 0)
+              and (max_over_time(memlock_process_pinned_bytes[3m]) == 0)
+              and (max_over_time(memlock_process_limit_soft_bytes[3m]) < %(limit)d)
             unless
-              (max_over_time(memlock_process_cap_ipc_lock[2m]) == 1)
+              (max_over_time(memlock_process_cap_ipc_lock[3m]) == 1)
           ||| % { limit: c.serviceLockFailedLimitBytes },
           'for': c.serviceLockFailedFor,
           labels: { severity: 'critical' },

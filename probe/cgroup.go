@@ -2,7 +2,6 @@ package probe
 
 import (
 	"fmt"
-	"math"
 
 	"github.com/memlock-exporter/memlock_exporter/internal/linux"
 )
@@ -11,8 +10,8 @@ import (
 // sentinel as internal/linux's parsers, which this package reuses.
 var errMalformed = linux.ErrMalformed
 
-// unlimited stands for "no limit" in Headroom.
-const unlimited = math.MaxUint64
+// unlimited stands for "no limit" in Headroom, as in internal/linux.
+const unlimited = linux.Unlimited
 
 // cgroupRef is the process's memory cgroup as /proc/self/cgroup names it.
 type cgroupRef struct {

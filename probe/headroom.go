@@ -65,10 +65,10 @@ func (e *Env) Headroom() Headroom {
 		h.Cgroup, h.CgroupKnown = v, true
 		h.Effective = min(h.Effective, v)
 	}
-	if b, err := os.ReadFile(e.ProcPath + "/meminfo"); err == nil {
-		if v, err := linux.ParseMemAvailable(b); err == nil {
-			h.MemAvailable, h.MemAvailableKnown = v, true
-			h.Effective = min(h.Effective, v)
+	if b, err := linux.ReadSystemFile(e.ProcPath+"/meminfo", linux.MaxFileSize); err == nil {
+		if mi, err := linux.ParseMeminfo(b); err == nil && mi.HasMemAvailable {
+			h.MemAvailable, h.MemAvailableKnown = mi.MemAvailable, true
+			h.Effective = min(h.Effective, mi.MemAvailable)
 		}
 	}
 	return h

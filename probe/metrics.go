@@ -7,6 +7,8 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/sys/unix"
+
+	"github.com/memlock-exporter/memlock_exporter/internal/metricutil"
 )
 
 const namespace = "memlock"
@@ -172,29 +174,15 @@ func rlimitOrInf(v uint64) float64 {
 
 func emitHeadroom(ch chan<- prometheus.Metric, d *prometheus.Desc, h Headroom) {
 	if h.RlimitKnown {
-		ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, bytesOrInf(h.Rlimit), "rlimit")
+		ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, metricutil.BytesOrInf(h.Rlimit), "rlimit")
 	}
 	if h.CgroupKnown {
-		ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, bytesOrInf(h.Cgroup), "cgroup")
+		ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, metricutil.BytesOrInf(h.Cgroup), "cgroup")
 	}
 	if h.MemAvailableKnown {
-		ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, bytesOrInf(h.MemAvailable), "memory_available")
+		ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, metricutil.BytesOrInf(h.MemAvailable), "memory_available")
 	}
-	ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, bytesOrInf(h.Effective), "effective")
-}
-
-func bytesOrInf(v uint64) float64 {
-	if v == unlimited {
-		return math.Inf(1)
-	}
-	return float64(v)
-}
-
-func boolFloat(b bool) float64 {
-	if b {
-		return 1
-	}
-	return 0
+	ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, metricutil.BytesOrInf(h.Effective), "effective")
 }
 
 // Describe implements prometheus.Collector for the background schedule's

@@ -2,6 +2,8 @@ package probe
 
 import (
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/memlock-exporter/memlock_exporter/internal/metricutil"
 )
 
 // ResultCollector exports one on-demand probe, blackbox_exporter style:
@@ -45,7 +47,7 @@ func (c *ResultCollector) Collect(ch chan<- prometheus.Metric) {
 	g := func(d *prometheus.Desc, v float64, l ...string) {
 		ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, v, l...)
 	}
-	g(probeSuccessDesc, boolFloat(r.Success))
+	g(probeSuccessDesc, metricutil.Bool(r.Success))
 	g(probeDurationDesc, r.Duration.Seconds())
 	for p := range numPhases {
 		if r.Ran[p] {
@@ -57,7 +59,7 @@ func (c *ResultCollector) Collect(ch chan<- prometheus.Metric) {
 		g(probePerPageDesc, r.SecondsPerPage())
 	}
 	for _, reason := range reasons {
-		g(probeFailedDesc, boolFloat(r.Reason == reason), string(reason))
+		g(probeFailedDesc, metricutil.Bool(r.Reason == reason), string(reason))
 	}
 	if r.Headroom.StatusKnown || r.Headroom.MemAvailableKnown {
 		emitHeadroom(ch, probeHeadroomDesc, r.Headroom)

@@ -5,6 +5,8 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/sys/unix"
+
+	"github.com/memlock-exporter/memlock_exporter/internal/metricutil"
 )
 
 // SelfCollector exports the exporter's own memlock limits, CAP_IPC_LOCK
@@ -49,7 +51,7 @@ func (c *SelfCollector) Collect(ch chan<- prometheus.Metric) {
 	st, err := c.env.status()
 	c.mu.Unlock()
 	if err == nil {
-		ch <- prometheus.MustNewConstMetric(c.capIPCLock, prometheus.GaugeValue, boolFloat(st.IPCLock()))
+		ch <- prometheus.MustNewConstMetric(c.capIPCLock, prometheus.GaugeValue, metricutil.Bool(st.IPCLock()))
 		ch <- prometheus.MustNewConstMetric(c.locked, prometheus.GaugeValue, float64(st.Locked))
 	}
 }

@@ -25,7 +25,8 @@ type MemoryHierarchy struct {
 // hierarchy at the top (cgroup v2), the v1 memory hierarchy in memory/
 // (pure v1, or hybrid with a controller-less v2 in unified/), or a hybrid
 // whose unified/ hierarchy has the memory controller. Without a cgroup file
-// system at all the error is the stat's.
+// system at all the error is the stat's. (The process's own cgroup, as its
+// mount namespace sees it, is FindCgroupMount's question.)
 func FindMemoryHierarchy(sysPath string) (MemoryHierarchy, error) {
 	base := filepath.Join(sysPath, "fs", "cgroup")
 	if b, err := os.ReadFile(filepath.Join(base, "cgroup.controllers")); err == nil {

@@ -18,6 +18,13 @@ type CgroupMount struct {
 // FindCgroupMount finds the mount of the memory cgroup hierarchy in
 // mountinfo: the cgroup2 mount for v2, the cgroup mount with the "memory"
 // super option for v1. No such mount wraps ErrMalformed.
+//
+// This answers "where does this process see its own cgroup" (the probe's
+// headroom), which only the process's mount namespace knows: inside a cgroup
+// namespace the mount's root is the cgroup's own path. FindMemoryHierarchy
+// answers the other question, the layout of the host's hierarchy under
+// --path.sysfs, which the collector walks and which need not be mounted in
+// this namespace's mountinfo at all (a host /sys bind-mounted at /host/sys).
 func FindCgroupMount(mountinfo []byte, v2 bool) (CgroupMount, error) {
 	b := mountinfo
 	for len(b) > 0 {

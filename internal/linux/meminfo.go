@@ -6,11 +6,17 @@ type Meminfo struct {
 	MemTotal    uint64
 	Mlocked     uint64
 	Unevictable uint64
+	// MemAvailable is the kernel's estimate of memory available for new
+	// allocations without swapping (si_mem_available, mm/show_mem.c), which
+	// the probe's headroom uses. Only /proc/meminfo has it (since 3.14): a
+	// node's meminfo does not, and HasMemAvailable says whether it was read.
+	MemAvailable    uint64
+	HasMemAvailable bool
 }
 
 // ParseMeminfo parses /proc/meminfo ("Mlocked:   9152 kB") or a node's
 // meminfo, whose lines carry a "Node 0 " prefix. All three fields are
-// required. procfs' Meminfo parses only a file it opens itself, by path;
+// required; MemAvailable is optional. procfs' Meminfo parses only a file it opens itself, by path;
 // the system collector reads the file once, bounded and checked, and parses
 // those bytes here.
 func ParseMeminfo(b []byte) (Meminfo, error) {
@@ -39,6 +45,8 @@ func ParseMeminfo(b []byte) (Meminfo, error) {
 			dst, key = &m.Mlocked, "Mlocked:"
 		case hasPrefix(rest, "Unevictable:"):
 			dst, key = &m.Unevictable, "Unevictable:"
+		case hasPrefix(rest, "MemAvailable:"):
+			dst, key = &m.MemAvailable, "MemAvailable:"
 		default:
 			continue
 		}
@@ -47,6 +55,10 @@ func ParseMeminfo(b []byte) (Meminfo, error) {
 			return Meminfo{}, malformed("meminfo", "bad line %q", line)
 		}
 		*dst = v
+		if dst == &m.MemAvailable {
+			m.HasMemAvailable = true
+			continue
+		}
 		have++
 	}
 	if have != 3 {

@@ -168,11 +168,11 @@ func TestParseMeminfo(t *testing.T) {
 		}
 	}
 	m, err := ParseMeminfo([]byte("Node 1 MemTotal:  100 kB\nNode 1 MemFree: 5 kB\nNode 1 Unevictable: 3 kB\nNode 1 Mlocked: 2 kB\n"))
-	if err != nil || m != (Meminfo{100 << 10, 2 << 10, 3 << 10}) {
+	if err != nil || m != (Meminfo{MemTotal: 100 << 10, Mlocked: 2 << 10, Unevictable: 3 << 10}) {
 		t.Errorf("node: got %+v, %v", m, err)
 	}
 	m, err = ParseMeminfo([]byte("MemTotal:  100 kB\nMemFree: 5 kB\nUnevictable: 3 kB\nMlocked: 2 kB\nHugePages_Total:       0\n"))
-	if err != nil || m != (Meminfo{100 << 10, 2 << 10, 3 << 10}) {
+	if err != nil || m != (Meminfo{MemTotal: 100 << 10, Mlocked: 2 << 10, Unevictable: 3 << 10}) {
 		t.Errorf("system: got %+v, %v", m, err)
 	}
 	for _, in := range []string{"", "MemTotal: 1 kB\n", "Node x MemTotal: 1 kB\n", "Node 0 MemTotal: 1 kB\n",

@@ -300,23 +300,20 @@ func openat(dirfd int, path []byte, noLinks bool) (int, error) {
 				return -1, errno
 			}
 		}
-		fd, _, errno := unix.Syscall6(unix.SYS_OPENAT, uintptr(dirfd), uintptr(unsafe.Pointer(&path[0])),
-			uintptr(unix.O_RDONLY|unix.O_CLOEXEC|unix.O_NOFOLLOW|unix.O_NONBLOCK), 0, 0, 0)
-		if errno == unix.EINTR {
-			continue
-		}
-		if errno != 0 {
-			return -1, errno
-		}
-		return int(fd), nil
+		return openatRetry(dirfd, path, unix.O_RDONLY|unix.O_CLOEXEC|unix.O_NOFOLLOW|unix.O_NONBLOCK)
 	}
 }
 
 // openDirAt opens the directory path below dirfd, following no link.
 func openDirAt(dirfd int, path []byte) (int, error) {
+	return openatRetry(dirfd, path, unix.O_RDONLY|unix.O_CLOEXEC|unix.O_NOFOLLOW|unix.O_DIRECTORY)
+}
+
+// openatRetry is openat(2) of a NUL-terminated path, retried on EINTR.
+func openatRetry(dirfd int, path []byte, flags int) (int, error) {
 	for {
 		fd, _, errno := unix.Syscall6(unix.SYS_OPENAT, uintptr(dirfd), uintptr(unsafe.Pointer(&path[0])),
-			uintptr(unix.O_RDONLY|unix.O_CLOEXEC|unix.O_NOFOLLOW|unix.O_DIRECTORY), 0, 0, 0)
+			uintptr(flags), 0, 0, 0)
 		if errno == unix.EINTR {
 			continue
 		}

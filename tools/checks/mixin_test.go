@@ -78,7 +78,7 @@ func TestMixinConfig(t *testing.T) {
 	rules, alerts := string(files["rules"]), string(files["alerts"])
 	for _, want := range []string{
 		`up{job="node-memlock"} == 0`,
-		`limit_ratio[2m]) > 0.75`,
+		`limit_ratio[3m]) > 0.75`,
 		`for: 1h`,
 		`more than 75% of its soft RLIMIT_MEMLOCK for 1 hour`,
 		`for 1 minute:`,
