@@ -3,6 +3,7 @@ package linux
 import (
 	"os"
 	"path/filepath"
+	"regexp"
 	"testing"
 
 	"github.com/prometheus/procfs"
@@ -12,6 +13,11 @@ import (
 // directory it opens itself). Where both parsers accept an input they must
 // read the same values; what only one accepts is not compared (procfs is
 // lenient where this package refuses a file the kernel would not write).
+
+// leadingZero matches a number written with a leading zero ("044"), which
+// the kernel never prints (seq_put_decimal_ull) and procfs reads as octal
+// in some files (strconv base 0): such inputs are not compared.
+var leadingZero = regexp.MustCompile(`(^|[^0-9])0[0-9]`)
 
 func oracleFS(t *testing.T, files map[string][]byte) procfs.FS {
 	t.Helper()
@@ -37,7 +43,7 @@ func FuzzMeminfoAgainstProcfs(f *testing.F) {
 	f.Fuzz(func(t *testing.T, b []byte) {
 		ours, err := ParseMeminfo(b)
 		mustBeMalformed(t, err)
-		if err != nil {
+		if err != nil || leadingZero.Match(b) {
 			return
 		}
 		theirs, perr := oracleFS(t, map[string][]byte{"meminfo": b}).Meminfo()
@@ -57,7 +63,7 @@ func FuzzStatusAgainstProcfs(f *testing.F) {
 		var ours Status
 		err := ParseStatus(b, &ours)
 		mustBeMalformed(t, err)
-		if err != nil {
+		if err != nil || leadingZero.Match(b) {
 			return
 		}
 		p, perr := oracleFS(t, map[string][]byte{"1/status": b}).Proc(1)
@@ -79,7 +85,7 @@ func FuzzLimitsAgainstProcfs(f *testing.F) {
 	f.Fuzz(func(t *testing.T, b []byte) {
 		ours, err := ParseMemlockLimit(b)
 		mustBeMalformed(t, err)
-		if err != nil {
+		if err != nil || leadingZero.Match(b) {
 			return
 		}
 		p, perr := oracleFS(t, map[string][]byte{"1/limits": b}).Proc(1)
