@@ -111,7 +111,7 @@ func TestMixin(t *testing.T) {
 // defaults could otherwise be constants that ignore it).
 func TestMixinConfig(t *testing.T) {
 	files := evalMixin(t, `{ _config+:: { jobSelector: 'job="node-memlock"', clusterLabel: 'k8s_cluster',
-		processNearLimitRatio: 0.75, processNearLimitFor: '1h', exporterDownFor: '1m' } }`)
+		processNearLimitRatio: 0.75, processNearLimitFor: '1h', exporterDownFor: '1m', probeInterval: '5m' } }`)
 	rules, alerts := string(files["rules"]), string(files["alerts"])
 	for _, want := range []string{
 		`up{job="node-memlock"} == 0`,
@@ -130,6 +130,18 @@ func TestMixinConfig(t *testing.T) {
 	} {
 		if !strings.Contains(rules, want) {
 			t.Errorf("rules with clusterLabel k8s_cluster lack %q", want)
+		}
+	}
+	overview := string(files["dashboards/memlock-node-overview.json"])
+	for _, want := range []string{
+		`"definition": "label_values(memlock_exporter_build_info, k8s_cluster)"`,
+		`"definition": "label_values(memlock_exporter_build_info{k8s_cluster=~\"$cluster\", job=\"node-memlock\"}, job)"`,
+		`memlock_system_mlocked_bytes{k8s_cluster=~\"$cluster\", job=~\"$job\", instance=~\"$instance\"}`,
+		`sum by (k8s_cluster, instance, mode, le)`,
+		`"interval": "10m"`,
+	} {
+		if !strings.Contains(overview, want) {
+			t.Errorf("memlock-node-overview.json with overridden _config lacks %s", want)
 		}
 	}
 }
