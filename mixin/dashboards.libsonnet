@@ -10,14 +10,18 @@
 //   - editable: false (they are provisioned: an edit in Grafana would be
 //     lost at the next provisioning, edit the mixin instead).
 // tools/checks TestMixin generates dashboards/*.json from grafanaDashboards.
-local patchExpr(c, e) =
-  std.strReplace(
-    std.strReplace(
-      std.strReplace(e, 'job=~"$job"', '%s=~"$cluster", job=~"$job"' % c.clusterLabel),
-      'by (instance', 'by (%s, instance' % c.clusterLabel
-    ),
-    'on (instance', 'on (%s, instance' % c.clusterLabel
-  );
+local patchExpr(c, e) = std.foldl(
+  function(e, r) std.strReplace(e, r[0], r[1]),
+  [
+    ['job=~"$job"', '%s=~"$cluster", job=~"$job"' % c.clusterLabel],
+    ['kube_pod_info', 'kube_pod_info{%s=~"$cluster"}' % c.clusterLabel],
+    ['by (instance', 'by (%s, instance' % c.clusterLabel],
+    ['on (instance', 'on (%s, instance' % c.clusterLabel],
+    ['by (pod_uid', 'by (%s, pod_uid' % c.clusterLabel],
+    ['on (pod_uid', 'on (%s, pod_uid' % c.clusterLabel],
+  ],
+  e
+);
 
 local lib = import 'lib.libsonnet';
 

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -76,6 +77,9 @@ var grafanaVar = regexp.MustCompile(`\$\{?(\w+)(?::\w+)?\}?`)
 func substitute(expr string) string {
 	return grafanaVar.ReplaceAllStringFunc(expr, func(v string) string {
 		name := grafanaVar.FindStringSubmatch(v)[1]
+		if _, err := strconv.Atoi(name); err == nil {
+			return v // label_replace's $1: Grafana has no such variable and leaves it
+		}
 		switch name {
 		case "__rate_interval", "__interval", "__range":
 			return "5m"
@@ -94,7 +98,10 @@ func TestDashboards(t *testing.T) {
 		t.Fatalf("no dashboards: %v", err)
 	}
 	rec := recordedNames(t)
+	// The top pods tables join kube-state-metrics' pod info for names.
+	rec["kube_pod_info"] = true
 	uids := map[string]string{}
+	byUID := map[string]dashboard{}
 	for _, f := range files {
 		name := filepath.Base(f)
 		t.Run(name, func(t *testing.T) {
@@ -213,7 +220,83 @@ func TestDashboards(t *testing.T) {
 			}
 			walk(d.Panels)
 			t.Logf("%d panels, %d queries", len(ids), queries)
+			byUID[d.UID] = d
 		})
+	}
+	checkLinks(t, byUID)
+}
+
+// dataLink matches a data link to another dashboard: /d/<uid>/<slug>?query.
+var dataLink = regexp.MustCompile(`^/d/([\w-]+)/[\w-]*\?(.*)$`)
+
+// checkLinks: every data link opens a dashboard of this set, sets only
+// variables it has and carries the data source, cluster, job and instance
+// (a link that dropped them would show another cluster's or all nodes'
+// data); a node's panels link to its top processes, a pod's rows to its
+// limits (the pod_uid variable set from the row).
+func checkLinks(t *testing.T, byUID map[string]dashboard) {
+	t.Helper()
+	found := map[string]bool{}
+	for _, d := range byUID {
+		var walk func([]panel)
+		walk = func(ps []panel) {
+			for _, p := range ps {
+				walk(p.Panels)
+				for _, l := range p.FieldConfig.Defaults.Links {
+					where := fmt.Sprintf("%s / %q: link %q", d.UID, p.Title, l.Title)
+					m := dataLink.FindStringSubmatch(l.URL)
+					if m == nil {
+						t.Errorf("%s: %q is not /d/<uid>/<slug>?<variables>", where, l.URL)
+						continue
+					}
+					target, ok := byUID[m[1]]
+					if !ok {
+						t.Errorf("%s: no dashboard with uid %s", where, m[1])
+						continue
+					}
+					has := map[string]bool{}
+					for _, v := range target.Templating.List {
+						has[v.Name] = true
+					}
+					set := map[string]bool{}
+					for _, kv := range strings.Split(m[2], "&") {
+						name := ""
+						if q := regexp.MustCompile(`^\$\{(\w+):queryparam\}$`).FindStringSubmatch(kv); q != nil {
+							name = q[1]
+						} else if k, _, ok := strings.Cut(kv, "="); ok && strings.HasPrefix(k, "var-") {
+							name = strings.TrimPrefix(k, "var-")
+						} else if kv != "${__url_time_range}" {
+							t.Errorf("%s: %q is neither var-<name>=, ${<name>:queryparam} nor ${__url_time_range}", where, kv)
+						}
+						if name == "" {
+							continue
+						}
+						if !has[name] {
+							t.Errorf("%s: sets %s, which %s has no variable for", where, name, target.UID)
+						}
+						set[name] = true
+					}
+					for _, want := range []string{"datasource", "cluster", "job", "instance"} {
+						if !set[want] {
+							t.Errorf("%s: does not carry %s", where, want)
+						}
+					}
+					found[d.UID+" -> "+target.UID] = true
+					if set["pod_uid"] {
+						found[d.UID+" -> "+target.UID+" pod_uid"] = true
+					}
+				}
+			}
+		}
+		walk(d.Panels)
+	}
+	for _, want := range []string{
+		"memlock-node-overview -> memlock-top-holders",
+		"memlock-top-holders -> memlock-limit-utilization pod_uid",
+	} {
+		if !found[want] {
+			t.Errorf("no data link %s", want)
+		}
 	}
 }
 
