@@ -32,6 +32,13 @@
     collectorFailingFor: '15m',
     exporterDownFor: '5m',
 
+    // The exporter's --probe.interval (its default, the chart's and the
+    // probes-and-smaps overlay's: 1m). The dashboards' probe histogram
+    // panels take twice it as their min interval, so each rate window
+    // ($__rate_interval >= $__interval) holds at least two probes: at a
+    // shorter window a 1m probe leaves most points without an increase.
+    probeInterval: '1m',
+
     runbookURL: 'https://github.com/memlock-exporter/memlock_exporter/blob/main/docs/runbook.md',
   },
 }

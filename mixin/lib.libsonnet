@@ -11,4 +11,7 @@
   num(x):: '%g' % x,
   // The labels of a per-node aggregation, the cluster label first.
   by(c, labels):: std.join(', ', [c.clusterLabel] + labels),
+  // '1m' -> '2m': a duration times an integer, in the same unit.
+  times(d, k)::
+    '%d%s' % [k * std.parseInt(std.substr(d, 0, std.length(d) - 1)), d[std.length(d) - 1]],
 }

@@ -17,6 +17,7 @@ import (
 	"time"
 	"unsafe"
 
+	"github.com/prometheus/common/model"
 	"golang.org/x/sys/unix"
 )
 
@@ -492,6 +493,9 @@ func checkDashboardsLive(t *testing.T, prom promAPI, fixed map[string]string, be
 				if val, ok := vars[name]; ok {
 					return val
 				}
+				if _, err := strconv.Atoi(name); err == nil {
+					return v // label_replace's $1: Grafana has no such variable and leaves it
+				}
 				t.Errorf("%s: variable $%s unresolved in %s", d.Title, name, expr)
 				return v
 			})
@@ -499,6 +503,10 @@ func checkDashboardsLive(t *testing.T, prom promAPI, fixed map[string]string, be
 		for _, v := range d.Templating.List {
 			switch v.Type {
 			case "datasource":
+			case "textbox":
+				var q string
+				_ = json.Unmarshal(v.Query, &q)
+				vars[v.Name] = q // its default
 			case "custom":
 				var q string
 				_ = json.Unmarshal(v.Query, &q)
@@ -512,6 +520,12 @@ func checkDashboardsLive(t *testing.T, prom promAPI, fixed map[string]string, be
 				var values []string
 				prom.get(t, "/api/v1/label/"+m[2]+"/values", url.Values{"match[]": {subst(m[1])},
 					"start": {strconv.FormatInt(begin.Unix(), 10)}, "end": {strconv.FormatInt(end.Unix(), 10)}}, &values)
+				if len(values) == 0 && v.IncludeAll && v.AllValue != "" {
+					// No values (the cluster label on a Prometheus of
+					// one cluster): Grafana's All is the allValue.
+					vars[v.Name] = v.AllValue
+					continue
+				}
 				if len(values) == 0 {
 					t.Errorf("%s: variable %s has no values: %s", d.Title, v.Name, subst(m[1]))
 				}
@@ -531,12 +545,32 @@ func checkDashboardsLive(t *testing.T, prom promAPI, fixed map[string]string, be
 					continue
 				}
 				emptyByDesign := regexp.MustCompile(`(?i)\bempty\b`).MatchString(p.Description)
+				// A panel's min interval raises $__interval (and with it
+				// $__rate_interval and the step) as Grafana does:
+				// $__rate_interval = max($__interval + scrape interval,
+				// 4 * scrape interval), the scrape interval being 1s.
+				step := time.Second
+				saved := map[string]string{}
+				if p.Interval != "" {
+					iv, err := model.ParseDuration(p.Interval)
+					if err != nil {
+						t.Errorf("%s / %q: interval %q: %v", d.Title, p.Title, p.Interval, err)
+					} else if time.Duration(iv) > step {
+						step = time.Duration(iv)
+						for _, k := range []string{"__interval", "__rate_interval"} {
+							saved[k] = vars[k]
+						}
+						vars["__interval"] = model.Duration(step).String()
+						vars["__rate_interval"] = model.Duration(max(step+time.Second, 4*time.Second)).String()
+					}
+				}
 				var data bool
 				for _, tg := range p.Targets {
 					expr := subst(tg.Expr)
 					var res struct {
 						Result []struct {
-							Values [][2]any `json:"values"`
+							Metric map[string]string `json:"metric"`
+							Values [][2]any          `json:"values"`
 						} `json:"result"`
 					}
 					// A NaN (histogram_quantile of no increase, 0/0) is
@@ -544,17 +578,24 @@ func checkDashboardsLive(t *testing.T, prom promAPI, fixed map[string]string, be
 					if tg.Instant { // an instant query at the range's end, as Grafana sends it
 						var inst struct {
 							Result []struct {
-								Value [2]any `json:"value"`
+								Metric map[string]string `json:"metric"`
+								Value  [2]any            `json:"value"`
 							} `json:"result"`
 						}
 						prom.get(t, "/api/v1/query", url.Values{"query": {expr}, "time": {strconv.FormatInt(end.Unix(), 10)}}, &inst)
 						for _, r := range inst.Result {
 							data = data || r.Value[1] != "NaN"
+							// A table merges its queries' rows by their
+							// labels: a __name__ would keep them apart.
+							if p.Type == "table" && len(p.Targets) > 1 && r.Metric["__name__"] != "" {
+								t.Errorf("%s / %q %s: a merged table's row carries __name__ %s", d.Title, p.Title, tg.RefID, r.Metric["__name__"])
+							}
 						}
 						continue
 					}
 					prom.get(t, "/api/v1/query_range", url.Values{"query": {expr},
-						"start": {strconv.FormatInt(begin.Unix(), 10)}, "end": {strconv.FormatInt(end.Unix(), 10)}, "step": {"1"}}, &res)
+						"start": {strconv.FormatInt(begin.Unix(), 10)}, "end": {strconv.FormatInt(end.Unix(), 10)},
+						"step": {strconv.FormatFloat(step.Seconds(), 'f', -1, 64)}}, &res)
 					points, numbers := 0, 0
 					for _, r := range res.Result {
 						for _, v := range r.Values {
@@ -568,6 +609,9 @@ func checkDashboardsLive(t *testing.T, prom promAPI, fixed map[string]string, be
 					if strings.Contains(expr, "histogram_quantile") {
 						t.Logf("%s / %q %s: %d of %d points are numbers", d.Title, p.Title, tg.RefID, numbers, points)
 					}
+				}
+				for k, v := range saved {
+					vars[k] = v
 				}
 				switch {
 				case !data && !emptyByDesign:
