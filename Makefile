@@ -130,7 +130,7 @@ $(HELM): tools/helm/go.mod tools/helm/go.sum
 # strict decoding of its renders and their drift from the kustomize build
 # (tools/checks/helm_test.go, with HELM set).
 test-deploy: tools
-	$(PROMTOOL) check rules deploy/prometheus/rules.yml deploy/prometheus/alerts.yml
+	$(PROMTOOL) check rules deploy/prometheus/rules.yml deploy/prometheus/alerts.yml deploy/prometheus/tests/opt-in/alerts.yml
 	$(PROMTOOL) test rules deploy/prometheus/tests/*.yml
 	cd tools && $(GO) vet ./... && HELM=$(CURDIR)/$(HELM) $(GO) test -count=1 ./...
 
