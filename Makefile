@@ -171,6 +171,14 @@ $(PROMETHEUS): tools/go.mod tools/go.sum
 test-e2e: $(PROMETHEUS)
 	cd tools && PROMETHEUS=$(CURDIR)/$(PROMETHEUS) $(GO) test -count=1 -v -run '^TestPrometheusEndToEnd$$' ./checks/
 
+.PHONY: pictures
+# pictures: docs/images/<dashboard>.svg, each dashboard drawn from its
+# panels' real query results (root; about two minutes): the exporter with
+# lockers and probes, a real Prometheus, every panel query run as Grafana
+# runs it (tools/checks TestDashboardPictures -update). Not screenshots.
+pictures: $(PROMETHEUS)
+	cd tools && PROMETHEUS=$(CURDIR)/$(PROMETHEUS) $(GO) test -count=1 -v -timeout 10m -run '^TestDashboardPictures$$' ./checks/ -update
+
 .PHONY: test-apiserver
 $(KUBE_APISERVER): tools/apiserver/go.mod tools/apiserver/go.sum
 	cd tools/apiserver && $(GO) build -o ../bin/kube-apiserver k8s.io/kubernetes/cmd/kube-apiserver

@@ -528,60 +528,7 @@ func checkDashboardsLive(t *testing.T, prom promAPI, fixed map[string]string, be
 		if err := json.Unmarshal(readFile(t, "dashboards", filepath.Base(f)), &d); err != nil {
 			t.Fatal(err)
 		}
-		vars := map[string]string{}
-		for k, v := range fixed {
-			vars[k] = v
-		}
-		subst := func(expr string) string {
-			return grafanaVar.ReplaceAllStringFunc(expr, func(v string) string {
-				name := grafanaVar.FindStringSubmatch(v)[1]
-				if val, ok := vars[name]; ok {
-					return val
-				}
-				if _, err := strconv.Atoi(name); err == nil {
-					return v // label_replace's $1: Grafana has no such variable and leaves it
-				}
-				t.Errorf("%s: variable $%s unresolved in %s", d.Title, name, expr)
-				return v
-			})
-		}
-		for _, v := range d.Templating.List {
-			switch v.Type {
-			case "datasource":
-			case "textbox":
-				var q string
-				_ = json.Unmarshal(v.Query, &q)
-				vars[v.Name] = q // its default
-			case "custom":
-				var q string
-				_ = json.Unmarshal(v.Query, &q)
-				vars[v.Name] = strings.Split(q, ",")[0] // Grafana's default: the first option
-			case "query":
-				m := labelValues.FindStringSubmatch(v.Definition)
-				if m == nil {
-					t.Errorf("%s: variable %s: %q is not label_values(selector, label)", d.Title, v.Name, v.Definition)
-					continue
-				}
-				var values []string
-				prom.get(t, "/api/v1/label/"+m[2]+"/values", url.Values{"match[]": {subst(m[1])},
-					"start": {strconv.FormatInt(begin.Unix(), 10)}, "end": {strconv.FormatInt(end.Unix(), 10)}}, &values)
-				if len(values) == 0 && v.IncludeAll && v.AllValue != "" {
-					// No values (the cluster label on a Prometheus of
-					// one cluster): Grafana's All is the allValue.
-					vars[v.Name] = v.AllValue
-					continue
-				}
-				if len(values) == 0 {
-					t.Errorf("%s: variable %s has no values: %s", d.Title, v.Name, subst(m[1]))
-				}
-				// Escaped for a regexp inside a PromQL string, as
-				// Grafana's Prometheus data source does (\\. for a dot).
-				for i := range values {
-					values[i] = strings.ReplaceAll(regexp.QuoteMeta(values[i]), `\`, `\\`)
-				}
-				vars[v.Name] = "(" + strings.Join(values, "|") + ")"
-			}
-		}
+		vars, subst := dashboardVars(t, prom, d, fixed, begin, end)
 		var walk func([]panel)
 		walk = func(ps []panel) {
 			for _, p := range ps {
@@ -668,4 +615,70 @@ func checkDashboardsLive(t *testing.T, prom promAPI, fixed map[string]string, be
 		}
 		walk(d.Panels)
 	}
+}
+
+// dashboardVars resolves d's variables as Grafana does (label_values
+// through the label values API over [begin, end], all values selected: a
+// multi-value variable becomes (v1|v2) with regexp characters escaped;
+// All's allValue where there are none; a textbox's default, a custom
+// variable's first option), starting from fixed ($__interval and the
+// like). subst replaces them in a query; it reads vars, so a change to
+// vars (a panel's min interval) reaches it.
+func dashboardVars(t *testing.T, prom promAPI, d dashboard, fixed map[string]string, begin, end time.Time) (vars map[string]string, subst func(string) string) {
+	t.Helper()
+	vars = map[string]string{}
+	for k, v := range fixed {
+		vars[k] = v
+	}
+	subst = func(expr string) string {
+		return grafanaVar.ReplaceAllStringFunc(expr, func(v string) string {
+			name := grafanaVar.FindStringSubmatch(v)[1]
+			if val, ok := vars[name]; ok {
+				return val
+			}
+			if _, err := strconv.Atoi(name); err == nil {
+				return v // label_replace's $1: Grafana has no such variable and leaves it
+			}
+			t.Errorf("%s: variable $%s unresolved in %s", d.Title, name, expr)
+			return v
+		})
+	}
+	for _, v := range d.Templating.List {
+		switch v.Type {
+		case "datasource":
+		case "textbox":
+			var q string
+			_ = json.Unmarshal(v.Query, &q)
+			vars[v.Name] = q // its default
+		case "custom":
+			var q string
+			_ = json.Unmarshal(v.Query, &q)
+			vars[v.Name] = strings.Split(q, ",")[0] // Grafana's default: the first option
+		case "query":
+			m := labelValues.FindStringSubmatch(v.Definition)
+			if m == nil {
+				t.Errorf("%s: variable %s: %q is not label_values(selector, label)", d.Title, v.Name, v.Definition)
+				continue
+			}
+			var values []string
+			prom.get(t, "/api/v1/label/"+m[2]+"/values", url.Values{"match[]": {subst(m[1])},
+				"start": {strconv.FormatInt(begin.Unix(), 10)}, "end": {strconv.FormatInt(end.Unix(), 10)}}, &values)
+			if len(values) == 0 && v.IncludeAll && v.AllValue != "" {
+				// No values (the cluster label on a Prometheus of
+				// one cluster): Grafana's All is the allValue.
+				vars[v.Name] = v.AllValue
+				continue
+			}
+			if len(values) == 0 {
+				t.Errorf("%s: variable %s has no values: %s", d.Title, v.Name, subst(m[1]))
+			}
+			// Escaped for a regexp inside a PromQL string, as
+			// Grafana's Prometheus data source does (\\. for a dot).
+			for i := range values {
+				values[i] = strings.ReplaceAll(regexp.QuoteMeta(values[i]), `\`, `\\`)
+			}
+			vars[v.Name] = "(" + strings.Join(values, "|") + ")"
+		}
+	}
+	return vars, subst
 }
