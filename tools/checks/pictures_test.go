@@ -538,7 +538,7 @@ func renderDashboard(title string, panels []picPanel, results map[int][]picSerie
 	w.f(`<svg xmlns="http://www.w3.org/2000/svg" width="%d" height="%d" viewBox="0 0 %d %d" font-family="Inter, Helvetica, Arial, sans-serif">`+"\n", svgWidth, height, svgWidth, height)
 	w.f(`<rect width="100%%" height="100%%" fill="#111217"/>` + "\n")
 	w.f(`<text x="12" y="24" font-size="18" fill="#ccccdc" font-weight="600">%s</text>`+"\n", esc(title))
-	w.f(`<text x="12" y="42" font-size="11" fill="#8e8e8e">Not a Grafana screenshot: the panels' real query results against a real Prometheus scraping memlock_exporter, %s to %s UTC, 1 s scrapes, drawn by make pictures (tools/checks TestDashboardPictures -update).</text>`+"\n",
+	w.f(`<text x="12" y="42" font-size="11" fill="#8e8e8e">Not a Grafana screenshot: the panels' real query results against a real Prometheus scraping memlock_exporter, %s to %s UTC, 1 s scrapes, drawn by make pictures.</text>`+"\n",
 		begin.UTC().Format("2006-01-02 15:04:05"), end.UTC().Format("15:04:05"))
 	w.f(`<text x="12" y="56" font-size="11" fill="#8e8e8e">The workload is the test's lockers, pinner, cgroups and probes; series of other processes and cgroups of the shared build machine are left out (node totals include them).</text>` + "\n")
 	for _, p := range panels {
