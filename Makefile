@@ -130,7 +130,7 @@ $(HELM): tools/helm/go.mod tools/helm/go.sum
 # strict decoding of its renders and their drift from the kustomize build
 # (tools/checks/helm_test.go, with HELM set).
 test-deploy: tools
-	$(PROMTOOL) check rules deploy/prometheus/rules.yml deploy/prometheus/alerts.yml
+	$(PROMTOOL) check rules deploy/prometheus/rules.yml deploy/prometheus/alerts.yml deploy/prometheus/tests/opt-in/alerts.yml
 	$(PROMTOOL) test rules deploy/prometheus/tests/*.yml
 	cd tools && $(GO) vet ./... && HELM=$(CURDIR)/$(HELM) $(GO) test -count=1 ./...
 
@@ -170,6 +170,14 @@ $(PROMETHEUS): tools/go.mod tools/go.sum
 
 test-e2e: $(PROMETHEUS)
 	cd tools && PROMETHEUS=$(CURDIR)/$(PROMETHEUS) $(GO) test -count=1 -v -run '^TestPrometheusEndToEnd$$' ./checks/
+
+.PHONY: pictures
+# pictures: docs/images/<dashboard>.svg, each dashboard drawn from its
+# panels' real query results (root; about two minutes): the exporter with
+# lockers and probes, a real Prometheus, every panel query run as Grafana
+# runs it (tools/checks TestDashboardPictures -update). Not screenshots.
+pictures: $(PROMETHEUS)
+	cd tools && PROMETHEUS=$(CURDIR)/$(PROMETHEUS) $(GO) test -count=1 -v -timeout 10m -run '^TestDashboardPictures$$' ./checks/ -update
 
 .PHONY: test-apiserver
 $(KUBE_APISERVER): tools/apiserver/go.mod tools/apiserver/go.sum

@@ -3,9 +3,11 @@
 {
   _config+:: {
     // Selects the exporter's targets in the alerts that ask Prometheus
-    // about its scrapes (up). The ServiceMonitor of deploy/kubernetes and
-    // the chart give the job memlock-exporter.
-    jobSelector: 'job=~".*memlock.*"',
+    // about its scrapes (up) and in the dashboards' job variable. The
+    // ServiceMonitor of deploy/kubernetes and the chart give the job
+    // memlock-exporter (their jobLabel, app.kubernetes.io/name); a static
+    // scrape config names its own.
+    jobSelector: 'job="memlock-exporter"',
     // The label that tells clusters apart where one Prometheus (or
     // Thanos, Mimir) holds several: kept in every aggregation and join.
     // Absent everywhere, it changes nothing.
@@ -18,9 +20,17 @@
     userPinnedNearLimitFor: '15m',
     userShmLockNearLimitRatio: 0.9,
     userShmLockNearLimitFor: '15m',
-    // A service named by --collector.process.include that locks nothing
-    // under a limit below this many bytes (64 MiB: the runtimes' 64 KiB
-    // and 8 MiB defaults are below it).
+    // MemlockServiceLockFailed guesses from /proc that a service's lock
+    // failed: it locks nothing under a limit below
+    // serviceLockFailedLimitBytes (64 MiB: the runtimes' 64 KiB and 8 MiB
+    // defaults are below it). It is opt-in per service: only processes
+    // whose comm matches one of these regexps (anchored, as PromQL's =~)
+    // are guessed about, e.g. ['elasticsearch', 'vault', 'java'] for a
+    // java that is Elasticsearch with bootstrap.memory_lock. Empty (the
+    // default): the alert is not generated. Where BPF lock-call tracing
+    // runs (memlock_lock_call_tracing_enabled 1), the failures themselves
+    // are seen (MemlockLockCallFailing) and the guess is not made.
+    serviceLockFailedComms: [],
     serviceLockFailedLimitBytes: 67108864,
     serviceLockFailedFor: '10m',
     nodeLockedRatio: 0.5,
@@ -28,7 +38,6 @@
     cgroupUnevictableRatio: 0.8,
     cgroupUnevictableFor: '15m',
     probeFailingFor: '15m',
-    probeLatencyFor: '30m',
     collectorFailingFor: '15m',
     exporterDownFor: '5m',
 

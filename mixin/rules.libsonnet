@@ -87,15 +87,39 @@ local lib = import 'lib.libsonnet';
               / (memlock_cgroup_memory_limit_bytes > 0 < +Inf)
           |||,
         },
+        // The memory limit of each cgroup's parent (the path without its last
+        // component; "/" for a top-level cgroup), with the cgroup's own
+        // labels: MemlockCgroupUnevictableNearLimit tells with it which of
+        // nested limits binds. Reported cgroups have reported parents: the
+        // exporter reports every cgroup whose subtree holds unevictable
+        // memory. Over [3m], so that one missed scrape drops nothing.
+        {
+          record: 'cgroup:memlock_cgroup_parent_memory_limit_bytes',
+          expr: |||
+            label_replace(label_replace(
+                last_over_time(memlock_cgroup_memory_limit_bytes[3m])
+                  * on (%(keys)s) group_right
+                label_replace(label_replace(label_replace(
+                      last_over_time(memlock_cgroup_memory_limit_bytes{cgroup!="/"}[3m]) >= bool 0,
+                    "child", "$1", "cgroup", "(.+)"),
+                  "cgroup", "/", "cgroup", "/[^/]+"),
+                "cgroup", "$1", "cgroup", "(/.+)/[^/]+"),
+              "cgroup", "$1", "child", "(.+)"),
+            "child", "", "", "")
+          ||| % { keys: lib.by(c, ['instance', 'job', 'cgroup']) },
+        },
         // 99th percentile of the whole probe duration over the last hour, per
-        // mode (classic buckets, which Prometheus scrapes by default).
+        // target and mode (classic buckets, which Prometheus scrapes by
+        // default). Every label of the bucket series but le is kept: the
+        // target's own (instance, job, and those a ServiceMonitor or
+        // relabelling adds: namespace, pod, node, the cluster label).
         {
           record: 'mode:memlock_probe_duration_seconds:p99_1h',
           expr: |||
             histogram_quantile(0.99,
-              sum by (%(by)s) (rate(memlock_probe_duration_seconds_bucket[1h]))
+              sum without () (rate(memlock_probe_duration_seconds_bucket[1h]))
             )
-          ||| % { by: lib.by(c, ['instance', 'job', 'mode', 'le']) },
+          |||,
         },
       ],
     }],

@@ -82,7 +82,8 @@ func TestAPIServerDryRun(t *testing.T) {
 	if os.Getenv("HELM") != "" {
 		sources = append(sources,
 			source{"helm template (defaults)", func() []map[string]any { return helmTemplate(t) }},
-			source{"helm template -f " + allOnValues, func() []map[string]any { return helmTemplate(t, "-f", allOnValues) }})
+			source{"helm template -f " + allOnValues, func() []map[string]any { return helmTemplate(t, "-f", allOnValues) }},
+			source{"helm template -f " + bpfValues, func() []map[string]any { return helmTemplate(t, "-f", bpfValues) }})
 	} else {
 		t.Log("HELM is not set: the chart's renders are not dry-run")
 	}

@@ -184,3 +184,69 @@ func TestDashboardsProbeCadence(t *testing.T) {
 		t.Error("no probe quantile panel")
 	}
 }
+
+// TestDashboardsLockCallFailures runs the failed lock calls table's query
+// (variables substituted as Grafana does, $__range the fixture's 10
+// minutes) on a fixture of the lock-call tracing counters (issue 13's
+// memlock_lock_call_failures_total, which this exporter does not emit
+// yet) and kube_pod_info: one row per node, pod, syscall and errno with the
+// failures of the range, two processes of a pod summed, the pod named, a
+// process outside pods kept with an empty pod UID, and a series that did
+// not increase left out.
+func TestDashboardsLockCallFailures(t *testing.T) {
+	var d dashboard
+	if err := json.Unmarshal(readFile(t, "dashboards", "memlock-top-holders.json"), &d); err != nil {
+		t.Fatal(err)
+	}
+	st := promqltest.LoadedStorage(t, `
+load 1m
+  memlock_lock_call_failures_total{instance="n1:9100", job="memlock-exporter", syscall="mlock", errno="ENOMEM", pid="1", comm="java", uid="1000", pod_uid="aaa", container_id="c1"} 0+2x10
+  memlock_lock_call_failures_total{instance="n1:9100", job="memlock-exporter", syscall="mlock", errno="ENOMEM", pid="2", comm="java", uid="1000", pod_uid="aaa", container_id="c1"} 0+1x10
+  memlock_lock_call_failures_total{instance="n1:9100", job="memlock-exporter", syscall="mlockall", errno="EPERM", pid="1", comm="java", uid="1000", pod_uid="aaa", container_id="c1"} 5x10
+  memlock_lock_call_failures_total{instance="n1:9100", job="memlock-exporter", syscall="mmap", errno="EAGAIN", pid="7", comm="postgres", uid="999", pod_uid="", container_id=""} 0+1x10
+  kube_pod_info{instance="ksm-0:8080", job="kube-state-metrics", namespace="db", pod="es-0", uid="aaa", node="n1"} 1x10
+`)
+	engine := promqltest.NewTestEngine(t, false, 0, promqltest.DefaultMaxSamplesPerQuery)
+	vars := map[string]string{"cluster": ".*", "job": "(memlock-exporter)", "instance": `(n1:9100)`, "__range": "10m"}
+	want := []string{
+		"errno=EAGAIN instance=n1:9100 syscall=mmap 10",
+		"errno=ENOMEM instance=n1:9100 namespace=db pod=es-0 pod_uid=aaa syscall=mlock 30",
+	}
+	var p *panel
+	for i := range d.Panels {
+		if d.Panels[i].Title == "Failed lock calls by pod, syscall and errno" {
+			p = &d.Panels[i]
+		}
+	}
+	if p == nil {
+		t.Fatal("no panel \"Failed lock calls by pod, syscall and errno\"")
+	}
+	expr := grafanaVar.ReplaceAllStringFunc(p.Targets[0].Expr, func(v string) string {
+		if val, ok := vars[grafanaVar.FindStringSubmatch(v)[1]]; ok {
+			return val
+		}
+		return v
+	})
+	q, err := engine.NewInstantQuery(context.Background(), st, nil, expr, time.Unix(600, 0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	res := q.Exec(context.Background())
+	if res.Err != nil {
+		t.Fatalf("%v\n\t%s", res.Err, expr)
+	}
+	vec, err := res.Vector()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, s := range vec {
+		var ls []string
+		s.Metric.Range(func(l labels.Label) { ls = append(ls, l.Name+"="+l.Value) })
+		got = append(got, strings.Join(ls, " ")+" "+strconv.FormatFloat(math.Round(s.F*1000)/1000, 'g', -1, 64))
+	}
+	sort.Strings(got)
+	if strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Errorf("got\n\t%s\nwant\n\t%s\n(query %s)", strings.Join(got, "\n\t"), strings.Join(want, "\n\t"), expr)
+	}
+}

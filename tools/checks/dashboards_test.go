@@ -282,8 +282,10 @@ func checkLinks(t *testing.T, byUID map[string]dashboard) {
 						}
 					}
 					found[d.UID+" -> "+target.UID] = true
-					if set["pod_uid"] {
-						found[d.UID+" -> "+target.UID+" pod_uid"] = true
+					for _, v := range []string{"pod_uid", "cgroup"} {
+						if set[v] {
+							found[d.UID+" -> "+target.UID+" "+v] = true
+						}
 					}
 				}
 			}
@@ -293,6 +295,7 @@ func checkLinks(t *testing.T, byUID map[string]dashboard) {
 	for _, want := range []string{
 		"memlock-node-overview -> memlock-top-holders",
 		"memlock-top-holders -> memlock-limit-utilization pod_uid",
+		"memlock-top-holders -> memlock-limit-utilization cgroup",
 	} {
 		if !found[want] {
 			t.Errorf("no data link %s", want)

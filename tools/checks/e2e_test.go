@@ -146,22 +146,49 @@ func startLocker(t *testing.T, self, comm string, soft, n int) int {
 // cgroup can be made (then the cgroup alert is not checked).
 func startCgroupLocker(t *testing.T, self, name string, limit, n int) string {
 	t.Helper()
+	paths := startNestedCgroupLocker(t, self, name, []int{limit}, n)
+	if paths == nil {
+		return ""
+	}
+	return paths[0]
+}
+
+// startNestedCgroupLocker is startCgroupLocker with nested cgroups, one
+// per limit (the first under the root, each next one inside the one
+// before, as a pod's slice holds its container's scope), the locker in
+// the innermost. It returns their paths, outermost first, or nil.
+func startNestedCgroupLocker(t *testing.T, self, name string, limits []int, n int) []string {
+	t.Helper()
 	const v1 = "/sys/fs/cgroup/memory"
 	if _, err := os.Stat(filepath.Join(v1, "memory.limit_in_bytes")); err != nil {
 		t.Logf("no v1 memory cgroup hierarchy at %s (%v): MemlockCgroupUnevictableNearLimit not checked", v1, err)
-		return ""
+		return nil
 	}
+	var paths []string
 	rel := fmt.Sprintf("/memlock-e2e-%d-%s", os.Getpid(), name)
-	dir := filepath.Join(v1, rel)
-	if err := os.Mkdir(dir, 0o755); err != nil {
-		t.Logf("cannot make a memory cgroup (%v): MemlockCgroupUnevictableNearLimit not checked", err)
-		return ""
-	}
-	if err := os.WriteFile(filepath.Join(dir, "memory.limit_in_bytes"), []byte(strconv.Itoa(limit)), 0); err != nil {
-		t.Fatal(err)
+	for i, limit := range limits {
+		if i > 0 {
+			rel += fmt.Sprintf("/level%d", i)
+		}
+		dir := filepath.Join(v1, rel)
+		if err := os.Mkdir(dir, 0o755); err != nil {
+			t.Logf("cannot make a memory cgroup (%v): MemlockCgroupUnevictableNearLimit not checked", err)
+			return nil
+		}
+		// Removed once the child is reaped and the cgroups inside it are
+		// gone (cleanups run last registered first).
+		t.Cleanup(func() {
+			for i := 0; i < 50 && os.Remove(dir) != nil; i++ {
+				time.Sleep(100 * time.Millisecond)
+			}
+		})
+		if err := os.WriteFile(filepath.Join(dir, "memory.limit_in_bytes"), []byte(strconv.Itoa(limit)), 0); err != nil {
+			t.Fatal(err)
+		}
+		paths = append(paths, rel)
 	}
 	cmd := exec.Command(self)
-	cmd.Env = append(os.Environ(), fmt.Sprintf("%s=e2e-cg-%s,%d,%d", lockerEnv, name, 8<<20, n), cgroupEnv+"="+dir)
+	cmd.Env = append(os.Environ(), fmt.Sprintf("%s=e2e-cg-%s,%d,%d", lockerEnv, name, 8<<20, n), cgroupEnv+"="+filepath.Join(v1, rel))
 	out, err := cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -174,15 +201,12 @@ func startCgroupLocker(t *testing.T, self, name string, limit, n int) string {
 	t.Cleanup(func() {
 		_ = cmd.Process.Kill()
 		_ = cmd.Wait()
-		for i := 0; i < 50 && os.Remove(dir) != nil; i++ { // empty once the child is reaped
-			time.Sleep(100 * time.Millisecond)
-		}
 	})
 	buf := make([]byte, 7)
 	if _, err := out.Read(buf); err != nil || string(buf) != "locked\n" {
 		t.Fatalf("cgroup locker %s: %q %v %s", name, buf, err, stderr.String())
 	}
-	return rel
+	return paths
 }
 
 // startPinner is startLocker as uid, also pinning pin bytes.
@@ -255,7 +279,8 @@ var forLine = regexp.MustCompile(`(?m)^(\s+for:\s*)\S+\s*$`)
 // TestPrometheusEndToEnd runs the exporter built from this repository
 // with probes on, three lockers (children that mlock known amounts under
 // known limits, as uid 65534; two of them pin io_uring buffers, one as
-// uid 65533; two, as root, in v1 memory cgroups with limits), a second exporter whose probes fail (uid
+// uid 65533; four, as root, in v1 memory cgroups with limits, two of them
+// in nested cgroups both limited), a second exporter whose probes fail (uid
 // 65534 under a 64 KiB memlock limit, probing 1 MiB) and whose cgroup
 // collector fails (an empty sysfs), and a real Prometheus (built from the
 // module tools/go.mod pins, by make test-e2e) that scrapes it every
@@ -308,12 +333,22 @@ func TestPrometheusEndToEnd(t *testing.T) {
 	nearPid := startLocker(t, locker, "e2e-nearlimit", mib, mib-64<<10) // 94% of its limit
 	healthyPid := startLocker(t, locker, "e2e-healthy", 8*mib, mib)     // 12.5%
 	failedPid := startLocker(t, locker, "e2e-lockfail", 64<<10, 0)      // locked nothing, 64 KiB limit
+	// The same, but not one of the services MemlockServiceLockFailed is
+	// enabled for (a java that never meant to lock): quiet.
+	javaPid := startLocker(t, locker, "e2e-java", 64<<10, 0)
 	// io_uring pins, charged per user: uid 65534 above the smallest limit
 	// among its processes (64 KiB), uid 65533 at 12.5% of its only one.
 	// Unevictable memory against a cgroup's limit: 42 of 48 MiB (87.5%),
 	// and 8 of 64 MiB.
 	nearCgroup := startCgroupLocker(t, locker, "near", 48*mib, 42*mib)
 	healthyCgroup := startCgroupLocker(t, locker, "healthy", 64*mib, 8*mib)
+	// Nested limits, one locker each: a "pod" and its "container" both
+	// at 48 MiB, 42 MiB locked in the container (one alert: the
+	// container's); a "slice" at 44 MiB around a "service" at 50 MiB, 42
+	// MiB locked in the service (one alert: the slice's, whose lower
+	// limit binds first, though the service is at 84% of its own).
+	pod := startNestedCgroupLocker(t, locker, "pod", []int{48 * mib, 48 * mib}, 42*mib)
+	slice := startNestedCgroupLocker(t, locker, "slice", []int{44 * mib, 50 * mib}, 42*mib)
 	pinnerPid := startPinner(t, locker, 65534, "e2e-pinner", mib, 0, mib-64<<10)
 	startPinner(t, locker, 65533, "e2e-pinhealthy", 8*mib, 0, mib)
 
@@ -358,12 +393,15 @@ func TestPrometheusEndToEnd(t *testing.T) {
 		}
 	})
 
-	// The rule files, for: shortened.
+	// The rule files, for: shortened: deploy/prometheus's rules.yml, and
+	// the alerts the mixin generates (as TestMixin does for alerts.yml)
+	// with MemlockServiceLockFailed enabled for the lockers' comms, not
+	// for e2e-java.
+	optIn := evalMixin(t, `{ _config+:: { serviceLockFailedComms: ['e2e-lockfail', 'e2e-nearlimit', 'e2e-healthy', 'e2e-pinner'] } }`)
 	var ruleFiles []string
-	for _, f := range []string{"rules.yml", "alerts.yml"} {
-		b := forLine.ReplaceAll(readFile(t, "deploy", "prometheus", f), []byte("${1}3s"))
+	for f, b := range map[string][]byte{"rules.yml": readFile(t, "deploy", "prometheus", "rules.yml"), "alerts.yml": optIn["alerts"]} {
 		p := filepath.Join(dir, f)
-		writeFile(t, p, b)
+		writeFile(t, p, forLine.ReplaceAll(b, []byte("${1}3s")))
 		ruleFiles = append(ruleFiles, p)
 	}
 	deadPort := freePort(t)
@@ -403,6 +441,7 @@ scrape_configs:
 		{"MemlockServiceLockFailed", "pid", strconv.Itoa(healthyPid)},
 		{"MemlockServiceLockFailed", "pid", strconv.Itoa(nearPid)},
 		{"MemlockServiceLockFailed", "pid", strconv.Itoa(pinnerPid)}, // pins, locks nothing
+		{"MemlockServiceLockFailed", "pid", strconv.Itoa(javaPid)},   // not enabled for it
 		{"MemlockUserPinnedNearLimit", "uid", "65533"},
 		{"MemlockExporterDown", "instance", instance},
 		{"MemlockProbeFailing", "instance", instance},
@@ -411,6 +450,12 @@ scrape_configs:
 	if nearCgroup != "" && healthyCgroup != "" {
 		firing = append(firing, want{"MemlockCgroupUnevictableNearLimit", "cgroup", nearCgroup})
 		quiet = append(quiet, want{"MemlockCgroupUnevictableNearLimit", "cgroup", healthyCgroup})
+	}
+	if pod != nil && slice != nil {
+		firing = append(firing, want{"MemlockCgroupUnevictableNearLimit", "cgroup", pod[1]},
+			want{"MemlockCgroupUnevictableNearLimit", "cgroup", slice[0]})
+		quiet = append(quiet, want{"MemlockCgroupUnevictableNearLimit", "cgroup", pod[0]},
+			want{"MemlockCgroupUnevictableNearLimit", "cgroup", slice[1]})
 	}
 	find := func(alerts []promAlert, w want) string {
 		for _, a := range alerts {
@@ -483,60 +528,7 @@ func checkDashboardsLive(t *testing.T, prom promAPI, fixed map[string]string, be
 		if err := json.Unmarshal(readFile(t, "dashboards", filepath.Base(f)), &d); err != nil {
 			t.Fatal(err)
 		}
-		vars := map[string]string{}
-		for k, v := range fixed {
-			vars[k] = v
-		}
-		subst := func(expr string) string {
-			return grafanaVar.ReplaceAllStringFunc(expr, func(v string) string {
-				name := grafanaVar.FindStringSubmatch(v)[1]
-				if val, ok := vars[name]; ok {
-					return val
-				}
-				if _, err := strconv.Atoi(name); err == nil {
-					return v // label_replace's $1: Grafana has no such variable and leaves it
-				}
-				t.Errorf("%s: variable $%s unresolved in %s", d.Title, name, expr)
-				return v
-			})
-		}
-		for _, v := range d.Templating.List {
-			switch v.Type {
-			case "datasource":
-			case "textbox":
-				var q string
-				_ = json.Unmarshal(v.Query, &q)
-				vars[v.Name] = q // its default
-			case "custom":
-				var q string
-				_ = json.Unmarshal(v.Query, &q)
-				vars[v.Name] = strings.Split(q, ",")[0] // Grafana's default: the first option
-			case "query":
-				m := labelValues.FindStringSubmatch(v.Definition)
-				if m == nil {
-					t.Errorf("%s: variable %s: %q is not label_values(selector, label)", d.Title, v.Name, v.Definition)
-					continue
-				}
-				var values []string
-				prom.get(t, "/api/v1/label/"+m[2]+"/values", url.Values{"match[]": {subst(m[1])},
-					"start": {strconv.FormatInt(begin.Unix(), 10)}, "end": {strconv.FormatInt(end.Unix(), 10)}}, &values)
-				if len(values) == 0 && v.IncludeAll && v.AllValue != "" {
-					// No values (the cluster label on a Prometheus of
-					// one cluster): Grafana's All is the allValue.
-					vars[v.Name] = v.AllValue
-					continue
-				}
-				if len(values) == 0 {
-					t.Errorf("%s: variable %s has no values: %s", d.Title, v.Name, subst(m[1]))
-				}
-				// Escaped for a regexp inside a PromQL string, as
-				// Grafana's Prometheus data source does (\\. for a dot).
-				for i := range values {
-					values[i] = strings.ReplaceAll(regexp.QuoteMeta(values[i]), `\`, `\\`)
-				}
-				vars[v.Name] = "(" + strings.Join(values, "|") + ")"
-			}
-		}
+		vars, subst := dashboardVars(t, prom, d, fixed, begin, end)
 		var walk func([]panel)
 		walk = func(ps []panel) {
 			for _, p := range ps {
@@ -623,4 +615,70 @@ func checkDashboardsLive(t *testing.T, prom promAPI, fixed map[string]string, be
 		}
 		walk(d.Panels)
 	}
+}
+
+// dashboardVars resolves d's variables as Grafana does (label_values
+// through the label values API over [begin, end], all values selected: a
+// multi-value variable becomes (v1|v2) with regexp characters escaped;
+// All's allValue where there are none; a textbox's default, a custom
+// variable's first option), starting from fixed ($__interval and the
+// like). subst replaces them in a query; it reads vars, so a change to
+// vars (a panel's min interval) reaches it.
+func dashboardVars(t *testing.T, prom promAPI, d dashboard, fixed map[string]string, begin, end time.Time) (vars map[string]string, subst func(string) string) {
+	t.Helper()
+	vars = map[string]string{}
+	for k, v := range fixed {
+		vars[k] = v
+	}
+	subst = func(expr string) string {
+		return grafanaVar.ReplaceAllStringFunc(expr, func(v string) string {
+			name := grafanaVar.FindStringSubmatch(v)[1]
+			if val, ok := vars[name]; ok {
+				return val
+			}
+			if _, err := strconv.Atoi(name); err == nil {
+				return v // label_replace's $1: Grafana has no such variable and leaves it
+			}
+			t.Errorf("%s: variable $%s unresolved in %s", d.Title, name, expr)
+			return v
+		})
+	}
+	for _, v := range d.Templating.List {
+		switch v.Type {
+		case "datasource":
+		case "textbox":
+			var q string
+			_ = json.Unmarshal(v.Query, &q)
+			vars[v.Name] = q // its default
+		case "custom":
+			var q string
+			_ = json.Unmarshal(v.Query, &q)
+			vars[v.Name] = strings.Split(q, ",")[0] // Grafana's default: the first option
+		case "query":
+			m := labelValues.FindStringSubmatch(v.Definition)
+			if m == nil {
+				t.Errorf("%s: variable %s: %q is not label_values(selector, label)", d.Title, v.Name, v.Definition)
+				continue
+			}
+			var values []string
+			prom.get(t, "/api/v1/label/"+m[2]+"/values", url.Values{"match[]": {subst(m[1])},
+				"start": {strconv.FormatInt(begin.Unix(), 10)}, "end": {strconv.FormatInt(end.Unix(), 10)}}, &values)
+			if len(values) == 0 && v.IncludeAll && v.AllValue != "" {
+				// No values (the cluster label on a Prometheus of
+				// one cluster): Grafana's All is the allValue.
+				vars[v.Name] = v.AllValue
+				continue
+			}
+			if len(values) == 0 {
+				t.Errorf("%s: variable %s has no values: %s", d.Title, v.Name, subst(m[1]))
+			}
+			// Escaped for a regexp inside a PromQL string, as
+			// Grafana's Prometheus data source does (\\. for a dot).
+			for i := range values {
+				values[i] = strings.ReplaceAll(regexp.QuoteMeta(values[i]), `\`, `\\`)
+			}
+			vars[v.Name] = "(" + strings.Join(values, "|") + ")"
+		}
+	}
+	return vars, subst
 }

@@ -15,6 +15,7 @@ import (
 	"strings"
 	"testing"
 
+	corev1 "k8s.io/api/core/v1"
 	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
 	"sigs.k8s.io/yaml"
 )
@@ -24,6 +25,7 @@ import (
 const (
 	chartDir             = "charts/memlock-exporter"
 	probesAndSmapsValues = "charts/memlock-exporter/ci/probes-and-smaps-values.yaml"
+	bpfValues            = "charts/memlock-exporter/ci/bpf-values.yaml"
 	allOnValues          = "charts/memlock-exporter/ci/all-on-values.yaml"
 )
 
@@ -260,12 +262,17 @@ func TestHelmLint(t *testing.T) {
 	if err == nil || !strings.Contains(out, "smaps.enabled needs capabilities.enabled") {
 		t.Errorf("helm template --set smaps.enabled=true: want a refusal naming capabilities.enabled, got %v\n%s", err, out)
 	}
+	out, err = runHelm(t, "template", "memlock-exporter", chartDir, "--set", "bpf.enabled=true", "--set", "capabilities.enabled=true")
+	if err == nil || !strings.Contains(out, "bpf.enabled and capabilities.enabled exclude each other") {
+		t.Errorf("helm template with bpf.enabled and capabilities.enabled: want a refusal, got %v\n%s", err, out)
+	}
 }
 
 // TestHelmMatchesKustomize: one source of truth. The chart with its
 // default values renders the objects of kubectl kustomize
-// deploy/kubernetes, and with ci/probes-and-smaps-values.yaml those of the
-// overlay, object by object and field by field, except helmLabels. The
+// deploy/kubernetes, with ci/probes-and-smaps-values.yaml those of that
+// overlay and with ci/bpf-values.yaml those of overlays/bpf, object by
+// object and field by field, except helmLabels. The
 // Namespace is the chart's only with namespace.create=true (off by
 // default: helm needs the release's namespace before it installs); the
 // default render is that render without it.
@@ -276,6 +283,7 @@ func TestHelmMatchesKustomize(t *testing.T) {
 	}{
 		{"deploy/kubernetes", nil},
 		{"deploy/kubernetes/overlays/probes-and-smaps", []string{"-f", probesAndSmapsValues}},
+		{"deploy/kubernetes/overlays/bpf", []string{"-f", bpfValues}},
 	} {
 		withNS := helmTemplate(t, append(c.args, "--set", "namespace.create=true")...)
 		sameObjects(t, c.dir, withNS, renderObjects(t, c.dir))
@@ -303,17 +311,35 @@ func TestHelmTemplateStrict(t *testing.T) {
 	probes := decodeObjects(t, "helm probes-and-smaps", helmTemplate(t, "-f", probesAndSmapsValues, "--set", "namespace.create=true"))
 	checkDaemonSet(t, probes, probes.daemonSets[0])
 
+	bpf := decodeObjects(t, "helm bpf", helmTemplate(t, "-f", bpfValues, "--set", "namespace.create=true"))
+	bc := checkDaemonSet(t, bpf, bpf.daemonSets[0])
+	checkTracefs(t, "helm bpf", bpf.daemonSets[0], bc)
+	if add := bc.SecurityContext.Capabilities.Add; len(add) != 2 || add[0] != "BPF" || add[1] != "PERFMON" || !slices.Equal(bc.Command, []string{"/bin/memlock_exporter-bpf"}) {
+		t.Errorf("helm bpf: capabilities %v, command %v: want BPF and PERFMON, /bin/memlock_exporter-bpf", add, bc.Command)
+	}
+	if proxy := bpf.daemonSets[0].Spec.Template.Spec.Containers[1]; len(proxy.SecurityContext.Capabilities.Add) != 0 {
+		t.Errorf("helm bpf: the proxy must stay capability-free: %v", proxy.SecurityContext.Capabilities.Add)
+	}
+
 	all := decodeObjects(t, "helm all-on", helmTemplate(t, "-f", allOnValues))
+	// Two ServiceAccounts and bindings: the pod's and the scraper's.
 	if len(all.namespaces) != 1 || len(all.daemonSets) != 1 || len(all.serviceMonitors) != 1 || len(all.prometheusRules) != 1 ||
-		len(all.networkPolicies) != 1 || len(all.services) != 1 || len(all.serviceAccounts) != 1 || len(all.clusterBindings) != 1 {
+		len(all.networkPolicies) != 1 || len(all.services) != 1 || len(all.serviceAccounts) != 2 || len(all.clusterBindings) != 2 || len(all.secrets) != 1 {
 		t.Fatalf("all-on: want one of each object, got %d namespaces, %d daemonsets", len(all.namespaces), len(all.daemonSets))
 	}
 	ds := all.daemonSets[0]
 	c := checkDaemonSet(t, all, ds)
 	const ns = "memlock-exporter-all" // namespaceOverride
 	if all.namespaces[0].Name != ns || all.serviceAccounts[0].Namespace != ns || all.services[0].Namespace != ns ||
-		all.serviceMonitors[0].Namespace != ns || all.prometheusRules[0].Namespace != ns || all.clusterBindings[0].Subjects[0].Namespace != ns {
-		t.Errorf("all-on: every namespaced object and the binding's subject must be in %s", ns)
+		all.serviceMonitors[0].Namespace != ns || all.prometheusRules[0].Namespace != ns || all.clusterBindings[0].Subjects[0].Namespace != ns ||
+		all.serviceAccounts[1].Namespace != ns || all.secrets[0].Namespace != ns || all.clusterBindings[1].Subjects[0].Namespace != ns {
+		t.Errorf("all-on: every namespaced object and the bindings' subjects must be in %s", ns)
+	}
+	var podSA corev1.ServiceAccount
+	for _, a := range all.serviceAccounts {
+		if a.Name == ds.Spec.Template.Spec.ServiceAccountName {
+			podSA = a
+		}
 	}
 	if !slices.Contains(c.Args, "--collector.process.include=^(java|postgres)$") || c.Args[len(c.Args)-1] != "--collector.process.include=^(java|postgres)$" {
 		t.Errorf("all-on: extraArgs must come last: %v", c.Args)
@@ -321,11 +347,11 @@ func TestHelmTemplateStrict(t *testing.T) {
 	if argValue(c.Args, "--probe.modes") != "mlock,onfault" {
 		t.Errorf("all-on: probes.modes not joined into --probe.modes: %v", c.Args)
 	}
-	if len(ds.Spec.Template.Spec.ImagePullSecrets) != 1 || len(all.serviceAccounts[0].ImagePullSecrets) != 1 {
+	if len(ds.Spec.Template.Spec.ImagePullSecrets) != 1 || len(podSA.ImagePullSecrets) != 1 {
 		t.Error("all-on: imagePullSecrets must reach the pod and the ServiceAccount")
 	}
 	if ds.Spec.Template.Spec.Affinity == nil || ds.Spec.Template.Annotations["example.com/owner"] != "platform" ||
-		ds.Spec.Template.Labels["tier"] != "node" || ds.Labels["team"] != "platform" || all.serviceAccounts[0].Annotations["example.com/owner"] != "platform" {
+		ds.Spec.Template.Labels["tier"] != "node" || ds.Labels["team"] != "platform" || podSA.Annotations["example.com/owner"] != "platform" {
 		t.Error("all-on: affinity, podAnnotations, podLabels, commonLabels or serviceAccount.annotations missing")
 	}
 	if all.serviceMonitors[0].Labels["release"] != "kube-prometheus-stack" || all.prometheusRules[0].Labels["release"] != "kube-prometheus-stack" {

@@ -2,6 +2,7 @@ package checks
 
 import (
 	"fmt"
+	"maps"
 	"os/exec"
 	"regexp"
 	"slices"
@@ -25,6 +26,7 @@ import (
 type rendered struct {
 	namespaces      []corev1.Namespace
 	serviceAccounts []corev1.ServiceAccount
+	secrets         []corev1.Secret
 	daemonSets      []appsv1.DaemonSet
 	services        []corev1.Service
 	serviceMonitors []monitoringv1.ServiceMonitor
@@ -68,6 +70,8 @@ func (out *rendered) add(t *testing.T, source, apiVersion, kind, name string, la
 		out.namespaces = append(out.namespaces, decodeStrict[corev1.Namespace](t, id, b))
 	case "v1 ServiceAccount":
 		out.serviceAccounts = append(out.serviceAccounts, decodeStrict[corev1.ServiceAccount](t, id, b))
+	case "v1 Secret":
+		out.secrets = append(out.secrets, decodeStrict[corev1.Secret](t, id, b))
 	case "apps/v1 DaemonSet":
 		out.daemonSets = append(out.daemonSets, decodeStrict[appsv1.DaemonSet](t, id, b))
 	case "v1 Service":
@@ -102,10 +106,12 @@ func decodeStrict[T any](t *testing.T, id string, b []byte) T {
 
 func TestKustomizeBase(t *testing.T) {
 	r := render(t, "deploy/kubernetes")
-	if len(r.namespaces) != 1 || len(r.serviceAccounts) != 1 || len(r.daemonSets) != 1 ||
+	// Two ServiceAccounts, ClusterRoles and bindings: the pod's (for the
+	// proxy) and the scraper's (the ServiceMonitor's token).
+	if len(r.namespaces) != 1 || len(r.serviceAccounts) != 2 || len(r.daemonSets) != 1 ||
 		len(r.services) != 1 || len(r.serviceMonitors) != 1 || len(r.prometheusRules) != 1 ||
-		len(r.clusterRoles) != 1 || len(r.clusterBindings) != 1 || len(r.networkPolicies) != 1 {
-		t.Fatalf("want one of each object, got %d namespaces, %d service accounts, %d daemonsets, %d services, %d service monitors, %d prometheus rules, %d cluster roles, %d bindings, %d network policies",
+		len(r.clusterRoles) != 2 || len(r.clusterBindings) != 2 || len(r.networkPolicies) != 1 || len(r.secrets) != 1 {
+		t.Fatalf("want one of each object (two of the RBAC ones), got %d namespaces, %d service accounts, %d daemonsets, %d services, %d service monitors, %d prometheus rules, %d cluster roles, %d bindings, %d network policies",
 			len(r.namespaces), len(r.serviceAccounts), len(r.daemonSets), len(r.services), len(r.serviceMonitors), len(r.prometheusRules),
 			len(r.clusterRoles), len(r.clusterBindings), len(r.networkPolicies))
 	}
@@ -218,6 +224,7 @@ func TestKustomizeOverlayBPF(t *testing.T) {
 	if !slices.Contains(c.Args, "--collector.bpf=on") {
 		t.Errorf("bpf overlay: args lack --collector.bpf=on: %v", c.Args)
 	}
+	checkTracefs(t, "bpf overlay", r.daemonSets[0], c)
 	checkArgs(t, c.Args)
 	base := exporterContainer(t, render(t, "deploy/kubernetes").daemonSets[0])
 	for _, a := range base.Args {
@@ -227,6 +234,86 @@ func TestKustomizeOverlayBPF(t *testing.T) {
 	}
 	if slices.Contains(base.Args, "--collector.bpf=on") || base.Command != nil {
 		t.Error("base: must not require BPF")
+	}
+	// Lock-call tracing's tracepoints: the host's tracefs, read-only, where
+	// the loader looks for it (checkDaemonSet wants it exactly so).
+	if !slices.ContainsFunc(c.VolumeMounts, func(m corev1.VolumeMount) bool {
+		return m.MountPath == "/sys/kernel/tracing" && m.ReadOnly
+	}) {
+		t.Errorf("bpf overlay: no read-only mount at /sys/kernel/tracing: %v", c.VolumeMounts)
+	}
+}
+
+// checkScraper: the ServiceMonitor's authorization is a Bearer token from
+// a Secret in its namespace that Kubernetes fills with the token of a
+// ServiceAccount (type kubernetes.io/service-account-token, naming it),
+// and that ServiceAccount is bound to a ClusterRole allowing get on
+// /metrics and nothing else.
+func checkScraper(t *testing.T, r *rendered, sm monitoringv1.ServiceMonitor, auth *monitoringv1.SafeAuthorization) {
+	t.Helper()
+	if auth.Type != "Bearer" || auth.Credentials == nil || auth.Credentials.Key != "token" {
+		t.Fatalf("ServiceMonitor authorization: want type Bearer with the key token of a Secret, got %+v", auth)
+	}
+	var sa string
+	for _, s := range r.secrets {
+		if s.Name == auth.Credentials.Name && s.Namespace == sm.Namespace {
+			if s.Type != corev1.SecretTypeServiceAccountToken {
+				t.Errorf("Secret %s: type %q, want %s", s.Name, s.Type, corev1.SecretTypeServiceAccountToken)
+			}
+			sa = s.Annotations[corev1.ServiceAccountNameKey]
+		}
+	}
+	if sa == "" {
+		t.Fatalf("no Secret %s naming a ServiceAccount in the ServiceMonitor's namespace %q", auth.Credentials.Name, sm.Namespace)
+	}
+	found := false
+	for _, a := range r.serviceAccounts {
+		found = found || a.Name == sa && a.Namespace == sm.Namespace
+	}
+	if !found {
+		t.Errorf("the scraper Secret names ServiceAccount %s, which is not rendered in %s", sa, sm.Namespace)
+	}
+	var roles []string
+	for _, b := range r.clusterBindings {
+		for _, s := range b.Subjects {
+			if s.Kind == "ServiceAccount" && s.Name == sa && s.Namespace == sm.Namespace {
+				roles = append(roles, b.RoleRef.Name)
+			}
+		}
+	}
+	if len(roles) != 1 {
+		t.Fatalf("ServiceAccount %s: bound to %v, want one ClusterRole", sa, roles)
+	}
+	for _, cr := range r.clusterRoles {
+		if cr.Name != roles[0] {
+			continue
+		}
+		if len(cr.Rules) != 1 || !slices.Equal(cr.Rules[0].NonResourceURLs, []string{"/metrics"}) || !slices.Equal(cr.Rules[0].Verbs, []string{"get"}) ||
+			len(cr.Rules[0].Resources) != 0 || len(cr.Rules[0].APIGroups) != 0 {
+			t.Errorf("ClusterRole %s: %+v, want get on /metrics only", cr.Name, cr.Rules)
+		}
+		return
+	}
+	t.Errorf("ClusterRole %s is not rendered", roles[0])
+}
+
+// checkTracefs: the host's tracefs is mounted read-only at
+// /sys/kernel/tracing, where the lock-call tracing looks up its
+// tracepoints' ids.
+func checkTracefs(t *testing.T, where string, ds appsv1.DaemonSet, c corev1.Container) {
+	t.Helper()
+	var vol string
+	for _, v := range ds.Spec.Template.Spec.Volumes {
+		if v.HostPath != nil && v.HostPath.Path == "/sys/kernel/tracing" {
+			vol = v.Name
+		}
+	}
+	ok := false
+	for _, m := range c.VolumeMounts {
+		ok = ok || vol != "" && m.Name == vol && m.MountPath == "/sys/kernel/tracing" && m.ReadOnly
+	}
+	if !ok {
+		t.Errorf("%s: the host's /sys/kernel/tracing is not mounted read-only at /sys/kernel/tracing", where)
 	}
 }
 
@@ -307,8 +394,9 @@ func checkDaemonSet(t *testing.T, r *rendered, ds appsv1.DaemonSet) corev1.Conta
 	if spec.AutomountServiceAccountToken == nil || *spec.AutomountServiceAccountToken {
 		t.Error("the exporter needs no API token: automountServiceAccountToken must be false")
 	}
-	if spec.ServiceAccountName != r.serviceAccounts[0].Name {
-		t.Errorf("serviceAccountName %q, want %q", spec.ServiceAccountName, r.serviceAccounts[0].Name)
+	if !slices.ContainsFunc(r.serviceAccounts, func(a corev1.ServiceAccount) bool { return a.Name == spec.ServiceAccountName }) ||
+		strings.HasSuffix(spec.ServiceAccountName, "-scraper") {
+		t.Errorf("serviceAccountName %q: want the pod's own ServiceAccount, rendered beside it (not the scraper's)", spec.ServiceAccountName)
 	}
 	if !slices.ContainsFunc(spec.Tolerations, func(tol corev1.Toleration) bool {
 		return tol.Operator == corev1.TolerationOpExists && tol.Key == "" && tol.Effect == ""
@@ -344,7 +432,10 @@ func checkDaemonSet(t *testing.T, r *rendered, ds appsv1.DaemonSet) corev1.Conta
 		t.Fatal("capabilities.drop must be [ALL]")
 	}
 
-	// Host /proc and /sys, read-only, where the flags point.
+	// Host /proc and /sys, read-only, where the flags point; and with the
+	// BPF collector (--collector.bpf=on) the host's tracefs, read-only, at
+	// /sys/kernel/tracing, where lock-call tracing reads the syscall
+	// tracepoints' ids.
 	vols := map[string]string{}
 	for _, v := range spec.Volumes {
 		if v.HostPath != nil {
@@ -358,8 +449,12 @@ func checkDaemonSet(t *testing.T, r *rendered, ds appsv1.DaemonSet) corev1.Conta
 		}
 		mounts[vols[m.Name]] = m.MountPath
 	}
-	if len(vols) != 2 || len(mounts) != 2 || mounts["/proc"] != "/host/proc" || mounts["/sys"] != "/host/sys" {
-		t.Errorf("want exactly the host's /proc at /host/proc and /sys at /host/sys, got volumes %v mounted %v", vols, mounts)
+	want := map[string]string{"/proc": "/host/proc", "/sys": "/host/sys"}
+	if slices.Contains(c.Args, "--collector.bpf=on") {
+		want["/sys/kernel/tracing"] = "/sys/kernel/tracing"
+	}
+	if len(vols) != len(want) || !maps.Equal(mounts, want) {
+		t.Errorf("want exactly the host paths mounted %v, got volumes %v mounted %v", want, vols, mounts)
 	}
 	if argValue(c.Args, "--path.procfs") != "/host/proc" || argValue(c.Args, "--path.sysfs") != "/host/sys" {
 		t.Errorf("--path.procfs and --path.sysfs must point at /host/proc and /host/sys: %v", c.Args)
@@ -418,9 +513,11 @@ func checkDaemonSet(t *testing.T, r *rendered, ds appsv1.DaemonSet) corev1.Conta
 		t.Fatal("the ServiceMonitor must scrape the Service's port by name")
 	}
 	ep := sm.Spec.Endpoints[0]
-	//lint:ignore SA1019 bearerTokenFile is Prometheus' own token file; authorization would need a Secret (servicemonitor.yaml)
-	if ep.Scheme == nil || *ep.Scheme != "https" || ep.BearerTokenFile == "" {
-		t.Error("the ServiceMonitor must scrape over https with Prometheus' token (kube-rbac-proxy authenticates it)")
+	//lint:ignore SA1019 bearerTokenFile is deprecated: it must be unset
+	if ep.Scheme == nil || *ep.Scheme != "https" || ep.BearerTokenFile != "" || ep.Authorization == nil {
+		t.Error("the ServiceMonitor must scrape over https with authorization, not the deprecated bearerTokenFile (kube-rbac-proxy authenticates the token)")
+	} else {
+		checkScraper(t, r, sm, ep.Authorization)
 	}
 	// The job label comes from the Service's name label: the job matched by
 	// MemlockExporterDown (up{job=~".*memlock.*"}).
@@ -509,7 +606,18 @@ func checkProxy(t *testing.T, r *rendered, ds appsv1.DaemonSet, exporter corev1.
 		t.Error("the exporter's container must not mount the service account token")
 	}
 	// RBAC: exactly what the proxy needs, bound to the pod's account.
-	cr, crb := r.clusterRoles[0], r.clusterBindings[0]
+	var cr rbacv1.ClusterRole
+	var crb rbacv1.ClusterRoleBinding
+	for _, b := range r.clusterBindings {
+		if len(b.Subjects) == 1 && b.Subjects[0].Name == ds.Spec.Template.Spec.ServiceAccountName {
+			crb = b
+		}
+	}
+	for _, c := range r.clusterRoles {
+		if c.Name == crb.RoleRef.Name {
+			cr = c
+		}
+	}
 	var granted []string
 	for _, rule := range cr.Rules {
 		for _, res := range rule.Resources {

@@ -62,7 +62,7 @@ func TestRBACProxyGuardsExporter(t *testing.T) {
 	sa := nestedString(ds, "spec", "template", "spec", "serviceAccountName")
 	for _, o := range objs {
 		switch kindOf(o) {
-		case "Namespace", "ServiceAccount", "ClusterRole", "ClusterRoleBinding":
+		case "Namespace", "ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Secret":
 			api.mustApply(t, o, false)
 		}
 	}
@@ -81,6 +81,20 @@ func TestRBACProxyGuardsExporter(t *testing.T) {
 		api.mustApply(t, o, false)
 	}
 	proxyToken := api.tokenFor(t, ns, sa)
+	// The ServiceMonitor's token: the one Kubernetes writes into the
+	// manifests' service-account-token Secret, of the ServiceAccount it
+	// names (TokenRequest stands in for the token controller, which this
+	// API server runs without).
+	scraperSA := ""
+	for _, o := range objs {
+		if kindOf(o) == "Secret" && nestedString(o, "type") == "kubernetes.io/service-account-token" {
+			scraperSA = nestedString(o, "metadata", "annotations", "kubernetes.io/service-account.name")
+		}
+	}
+	if scraperSA == "" {
+		t.Fatal("the manifests hold no service-account-token Secret for the ServiceMonitor")
+	}
+	scraperToken := api.tokenFor(t, ns, scraperSA)
 	promToken := api.tokenFor(t, "monitoring", "prometheus")
 	intruderToken := api.tokenFor(t, "monitoring", "intruder")
 
@@ -183,6 +197,9 @@ current-context: c
 		{"GET", "/metrics", "no token", "", 401},
 		{"GET", "/metrics", "a token without the grant", intruderToken, 403},
 		{"GET", "/metrics", "Prometheus", promToken, 200},
+		{"GET", "/metrics", "the ServiceMonitor's scraper", scraperToken, 200},
+		{"GET", "/probe?module=mlock", "the ServiceMonitor's scraper", scraperToken, 403},
+		{"POST", "/-/reload", "the ServiceMonitor's scraper", scraperToken, 403},
 		{"GET", "/probe?module=mlock", "no token", "", 401},
 		{"GET", "/probe?module=mlock", "Prometheus", promToken, 403},
 		{"GET", "/probe?module=mlock", "a token without the grant", intruderToken, 403},
