@@ -5,6 +5,8 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"os"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -101,11 +103,17 @@ type seriesState struct {
 }
 
 func newLockCallCollector(en *env) (Collector, error) {
+	cfg := en.cfg.LockCalls
+	if cfg.Source != nil && !initialPidNS(en.cfg.ProcPath) {
+		// The programs count by the pids of the initial pid namespace:
+		// a /proc of another one would name other processes.
+		cfg.Source, cfg.Unavailable = nil, "other_pid_namespace"
+	}
 	d := func(name, help string, labels []string) *prometheus.Desc {
 		return prometheus.NewDesc(prometheus.BuildFQName(namespace, "lock_call", name), help, labels, nil)
 	}
 	return &lockCallCollector{
-		cfg:      en.cfg.LockCalls,
+		cfg:      cfg,
 		procPath: en.cfg.ProcPath,
 		logger:   en.logger,
 		failures: d("failures_total",
@@ -121,12 +129,42 @@ func newLockCallCollector(en *env) (Collector, error) {
 		omitted: d("failure_series_omitted",
 			"Failure series left out of the last scrape by --collector.lockcalls.max-series (the oldest last failures first).", nil),
 		enabled: d("tracing_enabled",
-			"Whether the lock-call tracepoints are attached (1) or not (0); reason says why not (disabled, permission, no_btf, no_task_iter, no_tracefs, no_syscall_tracepoints, error) or is attached.", []string{"reason"}),
+			"Whether the lock-call tracepoints are attached (1) or not (0); reason is attached, or why not: disabled (--collector.bpf=off), permission (no CAP_BPF and CAP_PERFMON), no_btf, no_task_iter, no_tracefs (no tracefs at /sys/kernel/tracing, /sys/kernel/debug/tracing or --collector.lockcalls.tracefs), no_syscall_tracepoints, other_pid_namespace (the exporter or --path.procfs is not in the host's pid namespace), error. Set at start.", []string{"reason"}),
 		r:        linux.NewReader(4096),
 		entries:  map[failureEntry]*entryState{},
 		series:   map[failureSeries]*seriesState{},
 		identity: map[identityKey]linux.CgroupIdentity{},
 	}, nil
+}
+
+// initialPidNS reports whether the exporter runs in the initial pid
+// namespace (whose pids bpf_get_current_pid_tgid returns) and procPath
+// shows it.
+func initialPidNS(procPath string) bool {
+	const initPidNS = "pid:[4026531836]" // PROC_PID_INIT_INO
+	self, err := os.Readlink(filepath.Join(procPath, "self"))
+	if err != nil || self != strconv.Itoa(os.Getpid()) {
+		return false
+	}
+	ns, err := os.Readlink("/proc/self/ns/pid")
+	return err == nil && ns == initPidNS
+}
+
+// LockCallTracing says whether the lockcalls collector counts failed lock
+// calls and, if not, why (memlock_lock_call_tracing_enabled's reason); ok
+// is false when the collector is not enabled.
+func (e *Exporter) LockCallTracing() (enabled bool, reason string, ok bool) {
+	c, ok := e.collectors["lockcalls"].(*lockCallCollector)
+	if !ok {
+		return false, "", false
+	}
+	if c.cfg.Source != nil {
+		return true, LockCallsAttached, true
+	}
+	if c.cfg.Unavailable == "" {
+		return false, LockCallsDisabled, true
+	}
+	return false, c.cfg.Unavailable, true
 }
 
 func (c *lockCallCollector) Describe(ch chan<- *prometheus.Desc) {
