@@ -158,3 +158,4 @@ local lib = import 'lib.libsonnet';
     }],
   },
 }
++ (import 'lockcalls.libsonnet')  // memlock.lockcalls: failed lock calls counted by BPF
