@@ -2,6 +2,7 @@ package checks
 
 import (
 	"fmt"
+	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
@@ -78,7 +79,14 @@ func TestAlertsAreComplete(t *testing.T) {
 	for _, m := range regexp.MustCompile(`(?m)^##+ (.+)$`).FindAllStringSubmatch(runbook, -1) {
 		anchors[githubAnchor(m[1])] = true
 	}
-	tests := string(readFile(t, "deploy/prometheus/tests/alerts_test.yml"))
+	testFiles, err := filepath.Glob(repoPath("deploy/prometheus/tests/*.yml"))
+	if err != nil || len(testFiles) == 0 {
+		t.Fatalf("no deploy/prometheus/tests/*.yml: %v", err)
+	}
+	var tests string
+	for _, f := range testFiles {
+		tests += string(readFile(t, "deploy/prometheus/tests", filepath.Base(f)))
+	}
 	for _, f := range loadRules(t) {
 		for _, g := range f.Groups {
 			for _, r := range g.Rules {
