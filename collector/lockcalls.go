@@ -129,7 +129,7 @@ func newLockCallCollector(en *env) (Collector, error) {
 		omitted: d("failure_series_omitted",
 			"Failure series left out of the last scrape by --collector.lockcalls.max-series (the oldest last failures first).", nil),
 		enabled: d("tracing_enabled",
-			"Whether the lock-call tracepoints are attached (1) or not (0); reason is attached, or why not: disabled (--collector.bpf=off), permission (no CAP_BPF and CAP_PERFMON), no_btf, no_task_iter, no_tracefs (no tracefs at /sys/kernel/tracing, /sys/kernel/debug/tracing or --collector.lockcalls.tracefs), no_syscall_tracepoints, other_pid_namespace (the exporter or --path.procfs is not in the host's pid namespace), error. Set at start.", []string{"reason"}),
+			"Whether the lock-call tracepoints are attached (1) or not (0); reason is attached, or why not: disabled (--collector.bpf=off), permission (no CAP_BPF and CAP_PERFMON), no_btf, no_task_iter, no_tracefs (no tracefs at /sys/kernel/tracing, /sys/kernel/debug/tracing or --collector.lockcalls.tracefs), tracefs_permission (its tracepoint ids cannot be read: tracefs is root's), no_syscall_tracepoints, other_pid_namespace (the exporter or --path.procfs is not in the host's pid namespace), error. Set at start.", []string{"reason"}),
 		r:        linux.NewReader(4096),
 		entries:  map[failureEntry]*entryState{},
 		series:   map[failureSeries]*seriesState{},

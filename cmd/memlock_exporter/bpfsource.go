@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"runtime/debug"
 	"strings"
@@ -88,6 +89,12 @@ func attachLockCalls(m *bpf.Module, enabled []string, tracefs string, cfg *colle
 // failed AttachFailures.
 func lockCallsReason(err error) string {
 	switch {
+	case errors.Is(err, bpf.ErrPermission):
+		return "permission"
+	case errors.Is(err, fs.ErrPermission):
+		// tracefs is root's alone (its root 0700, the id files 0440):
+		// an exporter without root needs a copy of the ids.
+		return "tracefs_permission"
 	case errors.Is(err, bpf.ErrNoTracefs):
 		return "no_tracefs"
 	case errors.Is(err, bpf.ErrNoSyscallTracepoints):
