@@ -2,9 +2,12 @@ package main
 
 import (
 	"bytes"
+	"fmt"
 	"io"
 	"net/http"
+	"os"
 	"os/exec"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
@@ -309,4 +312,87 @@ func TestLockCallsWithoutPrivileges(t *testing.T) {
 		}
 		t.Errorf("no memlock_lock_call_tracing_enabled{reason=\"no_tracefs\"} 0 without tracefs")
 	}
+}
+
+// TestLockCallsTracefsCopy: the exporter as uid 65534 with only CAP_BPF
+// and CAP_PERFMON (as the bpf overlay and systemd drop-in run it) cannot
+// read the tracepoint ids of tracefs, which is root's alone: it says
+// tracefs_permission. Given a copy of the ids (what deploy/ makes at
+// start) with --collector.lockcalls.tracefs, it attaches and counts a
+// child's failed mlock.
+func TestLockCallsTracefsCopy(t *testing.T) {
+	requireLinuxProc(t)
+	requireBPF(t)
+	bin, _ := sharedBuild(t)
+	asNobody := func(args ...string) []string {
+		return append([]string{"--reuid=65534", "--regid=65534", "--clear-groups",
+			"--inh-caps=+bpf,+perfmon", "--ambient-caps=+bpf,+perfmon", bin}, args...)
+	}
+	e := startExporterCmd(t, func(addr string) *exec.Cmd {
+		return tracefsCmd(t, "/usr/bin/setpriv", asNobody("--web.listen-address="+addr)...)
+	}, nil)
+	mfs := e.scrape(t)
+	if v, ok := value(mfs, "memlock_scan_source_info", map[string]string{"source": "bpf"}); !ok || v != 1 {
+		t.Skipf("the exporter as uid 65534 with CAP_BPF and CAP_PERFMON did not load BPF here:\n%s", e.logs)
+	}
+	if v, ok := value(mfs, "memlock_lock_call_tracing_enabled", map[string]string{"reason": "tracefs_permission"}); !ok || v != 0 {
+		t.Errorf("no memlock_lock_call_tracing_enabled{reason=\"tracefs_permission\"} 0: %v\n%s", mfs["memlock_lock_call_tracing_enabled"], e.logs)
+	}
+
+	ids := copyTracepointIDs(t)
+	e = startExporterCmd(t, func(addr string) *exec.Cmd {
+		cmd := exec.Command("/usr/bin/setpriv", asNobody("--web.listen-address="+addr, "--collector.lockcalls.tracefs="+ids)...)
+		return cmd
+	}, nil)
+	if v, ok := value(e.scrape(t), "memlock_lock_call_tracing_enabled", map[string]string{"reason": "attached"}); !ok || v != 1 {
+		t.Fatalf("not attached from the copy of the ids:\n%s", e.logs)
+	}
+	c := bpftest.Start(t, bpftest.Opts{UID: bpftest.FreshUID(t), Memlock: &[2]uint64{64 << 10, 64 << 10}}, "fail-mlock2", 1<<20)
+	if _, err := c.Stdin.Write([]byte("\n")); err != nil {
+		t.Fatal(err)
+	}
+	c.Expect("error 12")
+	if got := lockCallSeries(e.scrape(t), "memlock_lock_call_failures_total", c.Pid); len(got) != 1 {
+		t.Errorf("child's failed mlock2: %v, want one series", got)
+	}
+}
+
+// copyTracepointIDs copies events/syscalls/sys_exit_*/id of tracefs into a
+// directory anyone can read, as deploy/'s init container does.
+func copyTracepointIDs(t *testing.T) string {
+	t.Helper()
+	dir := t.TempDir()
+	if err := os.Chmod(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	err := bpftest.WithTracefs(func() error {
+		events, err := filepath.Glob("/sys/kernel/tracing/events/syscalls/sys_exit_*/id")
+		if err != nil || len(events) == 0 {
+			return fmt.Errorf("no syscall exit tracepoints: %v", err)
+		}
+		for _, src := range events {
+			b, err := os.ReadFile(src)
+			if err != nil {
+				return err
+			}
+			dst := filepath.Join(dir, strings.TrimPrefix(src, "/sys/kernel/tracing/"))
+			if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
+				return err
+			}
+			if err := os.WriteFile(dst, b, 0o444); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// t.TempDir's parents are 0700 to other users: make the path walkable.
+	for d := filepath.Dir(dir); d != os.TempDir() && d != "/"; d = filepath.Dir(d) {
+		if err := os.Chmod(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return dir
 }
