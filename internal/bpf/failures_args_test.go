@@ -71,7 +71,7 @@ func TestFailureArguments(t *testing.T) {
 	}
 	b, a := mine(&before), mine(&after)
 	want := map[[2]int]uint64{
-		{int(SyscallMmap), int(unix.EINVAL)}:      1,
+		{int(SyscallMmap), int(unix.EINVAL)}:     1,
 		{int(SyscallPrlimit64), int(unix.ESRCH)}: 1,
 	}
 	if old.Max != unix.RLIM_INFINITY && setErr != 0 {
