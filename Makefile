@@ -169,7 +169,7 @@ $(PROMETHEUS): tools/go.mod tools/go.sum
 	cd tools && $(GO) build -tags remove_all_sd -o bin/prometheus github.com/prometheus/prometheus/cmd/prometheus
 
 test-e2e: $(PROMETHEUS)
-	cd tools && PROMETHEUS=$(CURDIR)/$(PROMETHEUS) $(GO) test -count=1 -v -run '^TestPrometheusEndToEnd$$' ./checks/
+	cd tools && PROMETHEUS=$(CURDIR)/$(PROMETHEUS) $(GO) test -count=1 -v -run '^(TestPrometheusEndToEnd|TestLockCallAlertEndToEnd)$$' ./checks/
 
 .PHONY: pictures
 # pictures: docs/images/<dashboard>.svg, each dashboard drawn from its

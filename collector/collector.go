@@ -37,6 +37,9 @@ type Config struct {
 	// reason label; "disabled" when empty).
 	Tasks            TaskSource
 	TasksUnavailable string
+	// LockCalls configures the lockcalls collector (failed lock calls
+	// counted by BPF at the syscalls' exits).
+	LockCalls LockCallConfig
 }
 
 // ProcessConfig selects which processes get series of their own.
@@ -70,10 +73,11 @@ type CgroupConfig struct {
 // DefaultConfig returns the configuration the exporter's flags default to.
 func DefaultConfig() Config {
 	return Config{
-		ProcPath: "/proc",
-		SysPath:  "/sys",
-		Process:  ProcessConfig{MaxProcesses: 200, Smaps: true},
-		Cgroup:   CgroupConfig{MaxCgroups: 500},
+		ProcPath:  "/proc",
+		SysPath:   "/sys",
+		Process:   ProcessConfig{MaxProcesses: 200, Smaps: true},
+		Cgroup:    CgroupConfig{MaxCgroups: 500},
+		LockCalls: LockCallConfig{MaxSeries: 1000},
 	}
 }
 
@@ -134,6 +138,7 @@ var factories = []factory{
 	{Info{"process", true, "per process locked, pinned and resident locked bytes, memlock limits, CAP_IPC_LOCK"}, newProcessCollector},
 	{Info{"user", true, "per user locked and pinned bytes, which the kernel checks per user for pinned and SHM_LOCK memory"}, newUserCollector},
 	{Info{"sysvipc", true, "SysV shared memory segments locked with SHM_LOCK, per owner"}, newSysvipcCollector},
+	{Info{"lockcalls", true, "failed lock calls (mlock, mlockall, MAP_LOCKED, SHM_LOCK, io_uring buffers, RLIMIT_MEMLOCK changes) by process, syscall and errno, counted by BPF on the syscalls' exit tracepoints; needs --collector.bpf and tracefs"}, newLockCallCollector},
 	{Info{"cgroup", true, "unevictable memory per cgroup (memory.stat, cgroup v1 and v2) beside the cgroup's memory limit, with pod and container identity"}, newCgroupCollector},
 }
 

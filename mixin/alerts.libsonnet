@@ -202,3 +202,4 @@ local lib = import 'lib.libsonnet';
     }],
   },
 }
++ (import 'lockcalls.libsonnet')  // memlock.lockcalls: failed lock calls counted by BPF

@@ -1,8 +1,10 @@
 package main
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"runtime/debug"
 	"strings"
@@ -33,11 +35,12 @@ func addBPFFlag(app *kingpin.Application, mode *string) {
 func openTasks(mode string, enabled []string, cfg *collector.Config) (m *bpf.Module, loadErr, fatal error) {
 	if mode == "off" {
 		cfg.TasksUnavailable = "disabled"
+		cfg.LockCalls.Unavailable = collector.LockCallsDisabled
 		return nil, nil, nil
 	}
 	need := false
 	for _, n := range enabled {
-		need = need || n == "process" || n == "user"
+		need = need || n == "process" || n == "user" || n == "lockcalls"
 	}
 	if !need {
 		return nil, nil, nil
@@ -58,7 +61,66 @@ func openTasks(mode string, enabled []string, cfg *collector.Config) (m *bpf.Mod
 		return nil, err, fmt.Errorf("--collector.bpf=on: %s: %s", bpfMissing(err), bareBPFError(err))
 	}
 	cfg.TasksUnavailable = bpfReason(err)
+	cfg.LockCalls.Unavailable = bpfReason(err)
 	return nil, err, nil
+}
+
+// attachLockCalls attaches the lock-call failure tracepoints on m when the
+// lockcalls collector is enabled, and sets cfg.LockCalls. It returns why
+// attaching failed (nil when attached or not wanted); the collector then
+// reports memlock_lock_call_tracing_enabled 0 with the reason.
+func attachLockCalls(m *bpf.Module, enabled []string, tracefs string, cfg *collector.Config) error {
+	want := false
+	for _, n := range enabled {
+		want = want || n == "lockcalls"
+	}
+	if !want || m == nil {
+		return nil
+	}
+	if err := m.AttachFailures(tracefs); err != nil {
+		cfg.LockCalls.Unavailable = lockCallsReason(err)
+		return err
+	}
+	cfg.LockCalls.Source = m
+	return nil
+}
+
+// lockCallsReason is memlock_lock_call_tracing_enabled's reason for a
+// failed AttachFailures.
+func lockCallsReason(err error) string {
+	switch {
+	case errors.Is(err, bpf.ErrPermission):
+		return "permission"
+	case errors.Is(err, fs.ErrPermission):
+		// tracefs is root's alone (its root 0700, the id files 0440):
+		// an exporter without root needs a copy of the ids.
+		return "tracefs_permission"
+	case errors.Is(err, bpf.ErrNoTracefs):
+		return "no_tracefs"
+	case errors.Is(err, bpf.ErrNoSyscallTracepoints):
+		return "no_syscall_tracepoints"
+	}
+	return bpfReason(err)
+}
+
+// logLockCalls says once at start whether failed lock calls are counted.
+func logLockCalls(exp *collector.Exporter, loadErr, attachErr error, logger *slog.Logger) {
+	on, reason, ok := exp.LockCallTracing()
+	if !ok {
+		return
+	}
+	if on {
+		logger.Info("lock-call tracing attached: failed mlock, mlockall, MAP_LOCKED, SHM_LOCK, io_uring and RLIMIT_MEMLOCK calls counted at the syscalls' exit tracepoints (every syscall on the host takes the kernel's tracing path; see docs/bpf.md)")
+		return
+	}
+	args := []any{"reason", reason}
+	switch err := cmp.Or(attachErr, loadErr); {
+	case reason == "other_pid_namespace":
+		args = append(args, "err", "the exporter or --path.procfs is not in the host's pid namespace (hostPID)")
+	case err != nil:
+		args = append(args, "err", bareBPFError(err))
+	}
+	logger.Info("lock-call tracing off: memlock_lock_call_* not counted", args...)
 }
 
 // bareBPFError drops the hint cilium/ebpf appends to every EPERM: since

@@ -51,6 +51,7 @@ type options struct {
 	log             *promslog.Config
 	probe           probeOptions
 	bpfMode         string
+	tracefs         string
 }
 
 func newApp(o *options) *kingpin.Application {
@@ -85,6 +86,9 @@ func newApp(o *options) *kingpin.Application {
 	app.Flag("collector.cgroup.include", "Regexp of cgroup paths (as in /proc/<pid>/cgroup, e.g. /system.slice/vault.service) always reported, even without unevictable memory.").PlaceHolder("REGEXP").StringVar(&o.cgroupInclude)
 	app.Flag("collector.cgroup.max-cgroups", "Most cgroups reported per scrape (a parent before its children); 0 for no cap.").Default(fmt.Sprint(o.cfg.Cgroup.MaxCgroups)).SetValue(&intValue{p: &o.cfg.Cgroup.MaxCgroups, max: maxIntFlag})
 	app.Flag("collector.process.smaps", "Read smaps_rollup of processes with locked memory for resident locked bytes (needs ptrace read access).").Default("true").BoolVar(&o.cfg.Process.Smaps)
+
+	app.Flag("collector.lockcalls.max-series", "Most failed-lock-call series (process, syscall, errno) reported per scrape, the latest failures first; 0 for no cap.").Default(fmt.Sprint(o.cfg.LockCalls.MaxSeries)).SetValue(&intValue{p: &o.cfg.LockCalls.MaxSeries, max: maxIntFlag})
+	app.Flag("collector.lockcalls.tracefs", "tracefs mountpoint the lock-call tracepoints' ids are read from; empty looks at /sys/kernel/tracing, then /sys/kernel/debug/tracing.").PlaceHolder("PATH").StringVar(&o.tracefs)
 
 	addBPFFlag(app, &o.bpfMode)
 	addProbeFlags(app, &o.probe)
@@ -267,6 +271,7 @@ func run(args []string, stderr io.Writer) int {
 			tasks.Close() // the iterator's link and program, at exit
 		}
 	}()
+	attachErr := attachLockCalls(tasks, o.enabled(), o.tracefs, &o.cfg)
 	// SIGHUP (systemd's ExecReload) must never end the process, probes or
 	// not: catch it before anything else can take time.
 	hup := make(chan os.Signal, 1)
@@ -281,15 +286,25 @@ func run(args []string, stderr io.Writer) int {
 		return 1
 	}
 	logger.Info("enabled collectors", "collectors", exp.Names())
-	if source, _ := exp.ScanSource(); tasks != nil && source != collector.SourceBPF {
+	if source, _ := exp.ScanSource(); tasks != nil && source != "" && source != collector.SourceBPF {
 		if o.bpfMode == "on" {
 			fmt.Fprintf(stderr, "memlock_exporter: --collector.bpf=on: --path.procfs %q shows another pid namespace than the exporter's, whose pids the BPF task iterator walks\n", o.cfg.ProcPath)
 			return 2
 		}
+		// The lockcalls collector, which sees the same pid namespace,
+		// does not use the module either.
 		tasks.Close()
 		tasks = nil
 	}
 	logScanSource(exp, loadErr, logger)
+	if on, _, _ := exp.LockCallTracing(); !on && tasks != nil {
+		// Attached but unused (another pid namespace): every syscall on
+		// the host would pay for nothing.
+		if err := tasks.DetachFailures(); err != nil {
+			logger.Warn("cannot detach the lock-call tracepoints", "err", err)
+		}
+	}
+	logLockCalls(exp, loadErr, attachErr, logger)
 	missingPrivileges(o.cfg, logger)
 
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)

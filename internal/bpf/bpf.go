@@ -1,7 +1,7 @@
 // Package bpf loads memlock_exporter's BPF programs and reads what they
 // collect: an iter/task iterator that copies each process's memlock
 // accounting out of the kernel in one read (c/task.bpf.c, Open and Tasks),
-// and, as a prototype for issue 13, syscall tracepoints that count failed
+// and syscall exit tracepoints that count failed
 // lock calls (c/failures.bpf.c, AttachFailures and Failures) on the same
 // Module.
 //

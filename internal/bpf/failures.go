@@ -4,7 +4,11 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
 	"strings"
+	"unsafe"
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/link"
@@ -37,16 +41,27 @@ func (s Syscall) String() string {
 	return fmt.Sprintf("syscall(%d)", uint16(s))
 }
 
+// HasBytes says whether the program records the bytes a failed call of s
+// asked for: the length argument of mlock, mlock2 and mmap. The others
+// record 0 (mlockall, SHM_LOCK and io_uring_setup have no length argument;
+// io_uring's buffer lengths are in an iovec array the program does not
+// walk).
+func (s Syscall) HasBytes() bool {
+	return s == SyscallMlock || s == SyscallMlock2 || s == SyscallMmap
+}
+
 // Failure is the count of one process's failures of one syscall with one
-// errno since the programs were attached.
+// errno since the programs were attached (or since the entry was
+// forgotten).
 type Failure struct {
 	PID     int32
 	Syscall Syscall
 	Errno   unix.Errno
 	Count   uint64
-	// LastBytes is the length the last failing call asked for (mlock,
-	// mlock2, mmap; 0 where the arguments do not say).
-	LastBytes uint64
+	// Bytes is the sum of the lengths the failing calls asked for
+	// (mlock, mlock2, mmap; 0 where the arguments do not say, see
+	// Syscall.HasBytes).
+	Bytes uint64
 	// LastBootNS is the CLOCK_BOOTTIME of the last failure, nanoseconds.
 	LastBootNS uint64
 	UID        uint32
@@ -67,49 +82,130 @@ func (f *Failure) Comm() string {
 type FailureCounts struct {
 	Failures  []Failure
 	Successes [NumSyscalls]uint64
-	// DroppedCalls counts calls not followed because the in-flight map
-	// was full, DroppedFailures failures of a (process, syscall, errno)
-	// not yet in the full failure map.
-	DroppedCalls, DroppedFailures uint64
+	// Dropped counts failures of a (process, syscall, errno) not yet in
+	// the failure map when it was full.
+	Dropped uint64
 }
 
-// failureProbes holds the loaded tracepoint programs.
+// MaxFailureEntries is the failure map's size, (process, syscall, errno)
+// entries.
+const MaxFailureEntries = 4096
+
+// Reasons AttachFailures can fail besides those of Open.
+var (
+	// ErrNoTracefs: no tracefs is mounted where the exporter looks
+	// (/sys/kernel/tracing, /sys/kernel/debug/tracing, or the path it was
+	// given); a tracepoint's id is read from it.
+	ErrNoTracefs = errors.New("tracefs is not mounted")
+	// ErrNoSyscallTracepoints: tracefs has no syscalls:sys_exit_* events
+	// (a kernel without CONFIG_FTRACE_SYSCALLS).
+	ErrNoSyscallTracepoints = errors.New("tracefs has no syscall tracepoints (CONFIG_FTRACE_SYSCALLS)")
+)
+
+// TracefsPaths are where FindTracefs looks, in order.
+var TracefsPaths = []string{"/sys/kernel/tracing", "/sys/kernel/debug/tracing"}
+
+// FindTracefs returns the tracefs mount to read tracepoint ids from: path
+// when it is not empty (it must hold events/syscalls), else the first of
+// TracefsPaths that is a tracefs. The error wraps ErrNoTracefs or
+// ErrNoSyscallTracepoints.
+func FindTracefs(path string) (string, error) {
+	if path == "" {
+		for _, p := range TracefsPaths {
+			var st unix.Statfs_t
+			if unix.Statfs(p, &st) == nil && st.Type == unix.TRACEFS_MAGIC {
+				path = p
+				break
+			}
+		}
+		if path == "" {
+			return "", fmt.Errorf("%w at %s", ErrNoTracefs, strings.Join(TracefsPaths, " or "))
+		}
+	} else if _, err := os.Stat(filepath.Join(path, "events")); err != nil {
+		return "", fmt.Errorf("%w at %s: %w", ErrNoTracefs, path, err)
+	}
+	if _, err := os.Stat(filepath.Join(path, "events", "syscalls", "sys_exit_mlock", "id")); err != nil {
+		return "", fmt.Errorf("%w: %w", ErrNoSyscallTracepoints, err)
+	}
+	return path, nil
+}
+
+// failureProbes holds the loaded tracepoint programs and their perf
+// events.
 type failureProbes struct {
-	objs  failuresObjects
-	links []link.Link
+	coll                         *ebpf.Collection
+	failures, successes, dropped *ebpf.Map
+	links                        []link.Link
+	events                       []int
 }
 
-// AttachFailures loads the syscall tracepoint programs and attaches them.
-// Attaching a tracepoint reads its id from tracefs: the exporter needs
-// /sys/kernel/tracing (or debugfs' tracing/) mounted, besides CAP_BPF and
-// CAP_PERFMON.
-func (m *Module) AttachFailures() error {
+// AttachFailures loads the syscall exit tracepoint programs and attaches
+// them, reading each tracepoint's id from the tracefs at tracefs (see
+// FindTracefs; "" looks in the usual places). It needs CAP_BPF and
+// CAP_PERFMON. Attaching any syscall tracepoint makes every syscall of
+// every thread on the host take the kernel's tracing slow path (see
+// docs/bpf.md for the cost).
+func (m *Module) AttachFailures(tracefs string) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if m.fail != nil {
 		return nil
 	}
+	dir, err := FindTracefs(tracefs)
+	if err != nil {
+		return err
+	}
 	spec, err := loadFailures()
 	if err != nil {
 		return &OpenError{Err: err}
 	}
-	p := &failureProbes{}
-	if err := spec.LoadAndAssign(&p.objs, nil); err != nil {
+	coll, err := ebpf.NewCollection(spec)
+	if err != nil {
 		return classify(err)
 	}
-	for name, prog := range spec.Programs {
-		_, tp, ok := strings.Cut(prog.SectionName, "tracepoint/syscalls/")
+	p := &failureProbes{coll: coll, failures: coll.Maps["failures"], successes: coll.Maps["successes"], dropped: coll.Maps["dropped"]}
+	if p.failures == nil || p.successes == nil || p.dropped == nil {
+		p.close()
+		return errors.New("bpf: failures object lacks a map")
+	}
+	for name, ps := range spec.Programs {
+		_, tp, ok := strings.Cut(ps.SectionName, "tracepoint/syscalls/")
 		if !ok {
 			continue
 		}
-		l, err := link.Tracepoint("syscalls", tp, programByName(&p.objs, name), nil)
-		if err != nil {
+		if err := p.attach(dir, tp, coll.Programs[name]); err != nil {
 			p.close()
-			return classify(fmt.Errorf("attach %s: %w", tp, err))
+			return err
 		}
-		p.links = append(p.links, l)
 	}
 	m.fail = p
+	return nil
+}
+
+// attach opens the perf event of syscalls:name on CPU 0 (a tracepoint's
+// BPF program runs on every CPU whatever the event's CPU) and attaches
+// prog to it with a BPF link.
+func (p *failureProbes) attach(tracefs, name string, prog *ebpf.Program) error {
+	b, err := os.ReadFile(filepath.Join(tracefs, "events", "syscalls", name, "id"))
+	if err != nil {
+		return fmt.Errorf("%w: %w", ErrNoSyscallTracepoints, err)
+	}
+	id, err := strconv.ParseUint(strings.TrimSpace(string(b)), 10, 64)
+	if err != nil {
+		return fmt.Errorf("bpf: tracepoint %s id %q: %w", name, b, err)
+	}
+	attr := unix.PerfEventAttr{Type: unix.PERF_TYPE_TRACEPOINT, Config: id, Size: uint32(unsafe.Sizeof(unix.PerfEventAttr{})),
+		Sample: 1, Wakeup: 1}
+	fd, err := unix.PerfEventOpen(&attr, -1, 0, -1, unix.PERF_FLAG_FD_CLOEXEC)
+	if err != nil {
+		return classify(fmt.Errorf("perf_event_open %s: %w", name, err))
+	}
+	p.events = append(p.events, fd)
+	l, err := link.AttachRawLink(link.RawLinkOptions{Target: fd, Program: prog, Attach: ebpf.AttachPerfEvent})
+	if err != nil {
+		return classify(fmt.Errorf("attach %s: %w", name, err))
+	}
+	p.links = append(p.links, l)
 	return nil
 }
 
@@ -126,27 +222,12 @@ func (m *Module) DetachFailures() error {
 	return err
 }
 
-func programByName(o *failuresObjects, name string) *ebpf.Program {
-	p := o.failuresPrograms
-	for _, x := range []struct {
-		n string
-		p *ebpf.Program
-	}{
-		{"enter_mlock", p.EnterMlock}, {"exit_mlock", p.ExitMlock},
-		{"enter_mlock2", p.EnterMlock2}, {"exit_mlock2", p.ExitMlock2},
-		{"enter_mlockall", p.EnterMlockall}, {"exit_mlockall", p.ExitMlockall},
-		{"enter_mmap", p.EnterMmap}, {"exit_mmap", p.ExitMmap},
-		{"enter_shmctl", p.EnterShmctl}, {"exit_shmctl", p.ExitShmctl},
-		{"enter_io_uring_register", p.EnterIoUringRegister}, {"exit_io_uring_register", p.ExitIoUringRegister},
-		{"enter_io_uring_setup", p.EnterIoUringSetup}, {"exit_io_uring_setup", p.ExitIoUringSetup},
-		{"enter_setrlimit", p.EnterSetrlimit}, {"exit_setrlimit", p.ExitSetrlimit},
-		{"enter_prlimit64", p.EnterPrlimit64}, {"exit_prlimit64", p.ExitPrlimit64},
-	} {
-		if x.n == name {
-			return x.p
-		}
-	}
-	return nil
+// FailuresAttached says whether AttachFailures succeeded and the programs
+// are still attached.
+func (m *Module) FailuresAttached() bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.fail != nil
 }
 
 func (p *failureProbes) close() error {
@@ -154,8 +235,11 @@ func (p *failureProbes) close() error {
 	for _, l := range p.links {
 		errs = append(errs, l.Close())
 	}
-	p.links = nil
-	errs = append(errs, p.objs.Close())
+	for _, fd := range p.events {
+		errs = append(errs, unix.Close(fd))
+	}
+	p.links, p.events = nil, nil
+	p.coll.Close()
 	return errors.Join(errs...)
 }
 
@@ -167,14 +251,14 @@ func (m *Module) Failures(dst *FailureCounts) error {
 	if m.fail == nil {
 		return errors.New("bpf: failure probes not attached")
 	}
-	o := &m.fail.objs
+	p := m.fail
 	dst.Failures = dst.Failures[:0]
 	var k failuresFailureKey
 	var v failuresFailure
-	it := o.Failures.Iterate()
+	it := p.failures.Iterate()
 	for it.Next(&k, &v) {
 		f := Failure{PID: int32(k.Tgid), Syscall: Syscall(k.Syscall), Errno: unix.Errno(k.Errno),
-			Count: v.Count, LastBytes: v.LastBytes, LastBootNS: v.LastNs, UID: v.Uid, CgroupID: v.CgroupId}
+			Count: v.Count, Bytes: v.Bytes, LastBootNS: v.LastNs, UID: v.Uid, CgroupID: v.CgroupId}
 		for i, c := range v.Comm {
 			f.comm[i] = byte(c)
 		}
@@ -196,15 +280,31 @@ func (m *Module) Failures(dst *FailureCounts) error {
 	}
 	var err error
 	for i := range NumSyscalls {
-		if dst.Successes[i], err = sum(o.Successes, uint32(i)); err != nil {
+		if dst.Successes[i], err = sum(p.successes, uint32(i)); err != nil {
 			return fmt.Errorf("bpf: read successes: %w", err)
 		}
 	}
-	if dst.DroppedCalls, err = sum(o.Dropped, 0); err != nil {
-		return fmt.Errorf("bpf: read dropped: %w", err)
-	}
-	if dst.DroppedFailures, err = sum(o.Dropped, 1); err != nil {
+	if dst.Dropped, err = sum(p.dropped, 0); err != nil {
 		return fmt.Errorf("bpf: read dropped: %w", err)
 	}
 	return nil
+}
+
+// ForgetFailures deletes the entries of fs from the failure map (those of
+// processes that have exited, once a scrape has shown them). An entry
+// already gone is not an error.
+func (m *Module) ForgetFailures(fs []Failure) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.fail == nil {
+		return nil
+	}
+	var errs []error
+	for _, f := range fs {
+		k := failuresFailureKey{Tgid: uint32(f.PID), Syscall: uint16(f.Syscall), Errno: uint16(f.Errno)}
+		if err := m.fail.failures.Delete(&k); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
 }

@@ -14,14 +14,14 @@ import (
 )
 
 type failuresFailure struct {
-	_         structs.HostLayout
-	Count     uint64
-	LastBytes uint64
-	LastNs    uint64
-	CgroupId  uint64
-	Uid       uint32
-	Pad       uint32
-	Comm      [16]int8
+	_        structs.HostLayout
+	Count    uint64
+	Bytes    uint64
+	LastNs   uint64
+	CgroupId uint64
+	Uid      uint32
+	Pad      uint32
+	Comm     [16]int8
 }
 
 type failuresFailureKey struct {
@@ -31,39 +31,22 @@ type failuresFailureKey struct {
 	Errno   uint16
 }
 
-type failuresInflight struct {
-	_       structs.HostLayout
-	Syscall uint32
-	Pad     uint32
-	Bytes   uint64
-}
-
 // Names of all BPF objects in the ELF.
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
-	failuresMapDropped               = "dropped"
-	failuresMapFailures              = "failures"
-	failuresMapInflight              = "inflight"
-	failuresMapSuccesses             = "successes"
-	failuresProgEnterIoUringRegister = "enter_io_uring_register"
-	failuresProgEnterIoUringSetup    = "enter_io_uring_setup"
-	failuresProgEnterMlock           = "enter_mlock"
-	failuresProgEnterMlock2          = "enter_mlock2"
-	failuresProgEnterMlockall        = "enter_mlockall"
-	failuresProgEnterMmap            = "enter_mmap"
-	failuresProgEnterPrlimit64       = "enter_prlimit64"
-	failuresProgEnterSetrlimit       = "enter_setrlimit"
-	failuresProgEnterShmctl          = "enter_shmctl"
-	failuresProgExitIoUringRegister  = "exit_io_uring_register"
-	failuresProgExitIoUringSetup     = "exit_io_uring_setup"
-	failuresProgExitMlock            = "exit_mlock"
-	failuresProgExitMlock2           = "exit_mlock2"
-	failuresProgExitMlockall         = "exit_mlockall"
-	failuresProgExitMmap             = "exit_mmap"
-	failuresProgExitPrlimit64        = "exit_prlimit64"
-	failuresProgExitSetrlimit        = "exit_setrlimit"
-	failuresProgExitShmctl           = "exit_shmctl"
+	failuresMapDropped              = "dropped"
+	failuresMapFailures             = "failures"
+	failuresMapSuccesses            = "successes"
+	failuresProgExitIoUringRegister = "exit_io_uring_register"
+	failuresProgExitIoUringSetup    = "exit_io_uring_setup"
+	failuresProgExitMlock           = "exit_mlock"
+	failuresProgExitMlock2          = "exit_mlock2"
+	failuresProgExitMlockall        = "exit_mlockall"
+	failuresProgExitMmap            = "exit_mmap"
+	failuresProgExitPrlimit64       = "exit_prlimit64"
+	failuresProgExitSetrlimit       = "exit_setrlimit"
+	failuresProgExitShmctl          = "exit_shmctl"
 )
 
 // loadFailures returns the embedded CollectionSpec for failures.
@@ -108,24 +91,15 @@ type failuresSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type failuresProgramSpecs struct {
-	EnterIoUringRegister *ebpf.ProgramSpec `ebpf:"enter_io_uring_register"`
-	EnterIoUringSetup    *ebpf.ProgramSpec `ebpf:"enter_io_uring_setup"`
-	EnterMlock           *ebpf.ProgramSpec `ebpf:"enter_mlock"`
-	EnterMlock2          *ebpf.ProgramSpec `ebpf:"enter_mlock2"`
-	EnterMlockall        *ebpf.ProgramSpec `ebpf:"enter_mlockall"`
-	EnterMmap            *ebpf.ProgramSpec `ebpf:"enter_mmap"`
-	EnterPrlimit64       *ebpf.ProgramSpec `ebpf:"enter_prlimit64"`
-	EnterSetrlimit       *ebpf.ProgramSpec `ebpf:"enter_setrlimit"`
-	EnterShmctl          *ebpf.ProgramSpec `ebpf:"enter_shmctl"`
-	ExitIoUringRegister  *ebpf.ProgramSpec `ebpf:"exit_io_uring_register"`
-	ExitIoUringSetup     *ebpf.ProgramSpec `ebpf:"exit_io_uring_setup"`
-	ExitMlock            *ebpf.ProgramSpec `ebpf:"exit_mlock"`
-	ExitMlock2           *ebpf.ProgramSpec `ebpf:"exit_mlock2"`
-	ExitMlockall         *ebpf.ProgramSpec `ebpf:"exit_mlockall"`
-	ExitMmap             *ebpf.ProgramSpec `ebpf:"exit_mmap"`
-	ExitPrlimit64        *ebpf.ProgramSpec `ebpf:"exit_prlimit64"`
-	ExitSetrlimit        *ebpf.ProgramSpec `ebpf:"exit_setrlimit"`
-	ExitShmctl           *ebpf.ProgramSpec `ebpf:"exit_shmctl"`
+	ExitIoUringRegister *ebpf.ProgramSpec `ebpf:"exit_io_uring_register"`
+	ExitIoUringSetup    *ebpf.ProgramSpec `ebpf:"exit_io_uring_setup"`
+	ExitMlock           *ebpf.ProgramSpec `ebpf:"exit_mlock"`
+	ExitMlock2          *ebpf.ProgramSpec `ebpf:"exit_mlock2"`
+	ExitMlockall        *ebpf.ProgramSpec `ebpf:"exit_mlockall"`
+	ExitMmap            *ebpf.ProgramSpec `ebpf:"exit_mmap"`
+	ExitPrlimit64       *ebpf.ProgramSpec `ebpf:"exit_prlimit64"`
+	ExitSetrlimit       *ebpf.ProgramSpec `ebpf:"exit_setrlimit"`
+	ExitShmctl          *ebpf.ProgramSpec `ebpf:"exit_shmctl"`
 }
 
 // failuresMapSpecs contains maps before they are loaded into the kernel.
@@ -134,7 +108,6 @@ type failuresProgramSpecs struct {
 type failuresMapSpecs struct {
 	Dropped   *ebpf.MapSpec `ebpf:"dropped"`
 	Failures  *ebpf.MapSpec `ebpf:"failures"`
-	Inflight  *ebpf.MapSpec `ebpf:"inflight"`
 	Successes *ebpf.MapSpec `ebpf:"successes"`
 }
 
@@ -166,7 +139,6 @@ func (o *failuresObjects) Close() error {
 type failuresMaps struct {
 	Dropped   *ebpf.Map `ebpf:"dropped"`
 	Failures  *ebpf.Map `ebpf:"failures"`
-	Inflight  *ebpf.Map `ebpf:"inflight"`
 	Successes *ebpf.Map `ebpf:"successes"`
 }
 
@@ -174,7 +146,6 @@ func (m *failuresMaps) Close() error {
 	return _FailuresClose(
 		m.Dropped,
 		m.Failures,
-		m.Inflight,
 		m.Successes,
 	)
 }
@@ -189,37 +160,19 @@ type failuresVariables struct {
 //
 // It can be passed to loadFailuresObjects or ebpf.CollectionSpec.LoadAndAssign.
 type failuresPrograms struct {
-	EnterIoUringRegister *ebpf.Program `ebpf:"enter_io_uring_register"`
-	EnterIoUringSetup    *ebpf.Program `ebpf:"enter_io_uring_setup"`
-	EnterMlock           *ebpf.Program `ebpf:"enter_mlock"`
-	EnterMlock2          *ebpf.Program `ebpf:"enter_mlock2"`
-	EnterMlockall        *ebpf.Program `ebpf:"enter_mlockall"`
-	EnterMmap            *ebpf.Program `ebpf:"enter_mmap"`
-	EnterPrlimit64       *ebpf.Program `ebpf:"enter_prlimit64"`
-	EnterSetrlimit       *ebpf.Program `ebpf:"enter_setrlimit"`
-	EnterShmctl          *ebpf.Program `ebpf:"enter_shmctl"`
-	ExitIoUringRegister  *ebpf.Program `ebpf:"exit_io_uring_register"`
-	ExitIoUringSetup     *ebpf.Program `ebpf:"exit_io_uring_setup"`
-	ExitMlock            *ebpf.Program `ebpf:"exit_mlock"`
-	ExitMlock2           *ebpf.Program `ebpf:"exit_mlock2"`
-	ExitMlockall         *ebpf.Program `ebpf:"exit_mlockall"`
-	ExitMmap             *ebpf.Program `ebpf:"exit_mmap"`
-	ExitPrlimit64        *ebpf.Program `ebpf:"exit_prlimit64"`
-	ExitSetrlimit        *ebpf.Program `ebpf:"exit_setrlimit"`
-	ExitShmctl           *ebpf.Program `ebpf:"exit_shmctl"`
+	ExitIoUringRegister *ebpf.Program `ebpf:"exit_io_uring_register"`
+	ExitIoUringSetup    *ebpf.Program `ebpf:"exit_io_uring_setup"`
+	ExitMlock           *ebpf.Program `ebpf:"exit_mlock"`
+	ExitMlock2          *ebpf.Program `ebpf:"exit_mlock2"`
+	ExitMlockall        *ebpf.Program `ebpf:"exit_mlockall"`
+	ExitMmap            *ebpf.Program `ebpf:"exit_mmap"`
+	ExitPrlimit64       *ebpf.Program `ebpf:"exit_prlimit64"`
+	ExitSetrlimit       *ebpf.Program `ebpf:"exit_setrlimit"`
+	ExitShmctl          *ebpf.Program `ebpf:"exit_shmctl"`
 }
 
 func (p *failuresPrograms) Close() error {
 	return _FailuresClose(
-		p.EnterIoUringRegister,
-		p.EnterIoUringSetup,
-		p.EnterMlock,
-		p.EnterMlock2,
-		p.EnterMlockall,
-		p.EnterMmap,
-		p.EnterPrlimit64,
-		p.EnterSetrlimit,
-		p.EnterShmctl,
 		p.ExitIoUringRegister,
 		p.ExitIoUringSetup,
 		p.ExitMlock,

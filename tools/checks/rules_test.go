@@ -27,7 +27,7 @@ type ruleFile struct {
 func loadRules(t *testing.T) []ruleFile {
 	t.Helper()
 	var files []ruleFile
-	for _, f := range append(ruleFiles[:len(ruleFiles):len(ruleFiles)], optInAlerts) {
+	for _, f := range ruleFiles {
 		var rf ruleFile
 		if err := yaml.UnmarshalStrict(readFile(t, f), &rf); err != nil {
 			t.Fatalf("%s: %v", f, err)
@@ -61,7 +61,7 @@ func TestRuleMetricsAreEmitted(t *testing.T) {
 	for i, f := range loadRules(t) {
 		for _, g := range f.Groups {
 			for _, r := range g.Rules {
-				checkExpr(t, fmt.Sprintf("rule file %d: %s%s", i, r.Record, r.Alert), r.Expr, rec)
+				checkExpr(t, fmt.Sprintf("%s: %s%s", ruleFiles[i], r.Record, r.Alert), r.Expr, rec)
 			}
 		}
 	}
@@ -79,10 +79,13 @@ func TestAlertsAreComplete(t *testing.T) {
 	for _, m := range regexp.MustCompile(`(?m)^##+ (.+)$`).FindAllStringSubmatch(runbook, -1) {
 		anchors[githubAnchor(m[1])] = true
 	}
+	testFiles, err := filepath.Glob(repoPath("deploy/prometheus/tests/*.yml"))
+	if err != nil || len(testFiles) == 0 {
+		t.Fatalf("no deploy/prometheus/tests/*.yml: %v", err)
+	}
 	var tests string
-	testFiles, _ := filepath.Glob(repoPath("deploy", "prometheus", "tests", "*.yml"))
 	for _, f := range testFiles {
-		tests += string(readFile(t, "deploy", "prometheus", "tests", filepath.Base(f)))
+		tests += string(readFile(t, "deploy/prometheus/tests", filepath.Base(f)))
 	}
 	for _, f := range loadRules(t) {
 		for _, g := range f.Groups {

@@ -149,8 +149,10 @@ func TestSystemdProbesDropIn(t *testing.T) {
 
 // TestSystemdBPFDropIn: the BPF drop-in adds CAP_BPF and CAP_PERFMON (and
 // nothing else, never CAP_SYS_ADMIN), allows bpf(2), which the unit's
-// ~@privileged denies, and turns --collector.bpf=on through an variable the
-// unit's ExecStart expands.
+// ~@privileged denies, and perf_event_open(2), turns --collector.bpf=on
+// through an variable the unit's ExecStart expands, and points
+// --collector.lockcalls.tracefs at the tracepoint ids an ExecStartPre
+// copies.
 func TestSystemdBPFDropIn(t *testing.T) {
 	d := parseUnitFile(t, bpfDropIn, readFile(t, bpfDropIn))
 	s := d["Service"]
@@ -168,8 +170,8 @@ func TestSystemdBPFDropIn(t *testing.T) {
 			t.Errorf("%s: %s=%v, want exactly CAP_BPF CAP_PERFMON", bpfDropIn, k, f)
 		}
 	}
-	if !slices.Equal(s["SystemCallFilter"], []string{"bpf"}) {
-		t.Errorf("%s: SystemCallFilter=%v, want bpf (added to the unit's allow list)", bpfDropIn, s["SystemCallFilter"])
+	if !slices.Equal(s["SystemCallFilter"], []string{"bpf perf_event_open"}) {
+		t.Errorf("%s: SystemCallFilter=%v, want bpf perf_event_open (added to the unit's allow list)", bpfDropIn, s["SystemCallFilter"])
 	}
 	var args []string
 	for _, e := range s["Environment"] {
@@ -177,8 +179,17 @@ func TestSystemdBPFDropIn(t *testing.T) {
 			args = strings.Fields(v)
 		}
 	}
-	if !slices.Equal(args, []string{"--collector.bpf=on"}) {
-		t.Errorf("%s: MEMLOCK_EXPORTER_BPF_ARGS=%v, want --collector.bpf=on", bpfDropIn, args)
+	const tracefsCopy = "/run/memlock_exporter/tracefs"
+	if !slices.Equal(args, []string{"--collector.bpf=on", "--collector.lockcalls.tracefs=" + tracefsCopy}) {
+		t.Errorf("%s: MEMLOCK_EXPORTER_BPF_ARGS=%v, want --collector.bpf=on --collector.lockcalls.tracefs=%s", bpfDropIn, args, tracefsCopy)
+	}
+	// The tracepoint ids are copied where the flag points, into the
+	// runtime directory, by a root ExecStartPre whose failure is ignored.
+	if !slices.Equal(s["RuntimeDirectory"], []string{"memlock_exporter"}) {
+		t.Errorf("%s: RuntimeDirectory=%v, want memlock_exporter", bpfDropIn, s["RuntimeDirectory"])
+	}
+	if pre := s["ExecStartPre"]; len(pre) != 1 || !strings.HasPrefix(pre[0], "-+/bin/sh -c ") || !strings.Contains(pre[0], tracefsCopy+"/events/syscalls") {
+		t.Errorf("%s: ExecStartPre=%v, want one -+/bin/sh -c copying the tracepoint ids into %s", bpfDropIn, pre, tracefsCopy)
 	}
 	checkArgs(t, args)
 	u := parseUnit(t, readFile(t, unitPath))

@@ -79,6 +79,9 @@ type Opts struct {
 	Caps []uintptr
 	// Memlock sets RLIMIT_MEMLOCK soft and hard in the child (nil: inherit).
 	Memlock *[2]uint64
+	// Name, when set, is the child's command name (comm): it runs through
+	// a symbolic link of that name.
+	Name string
 }
 
 // Child is a running child.
@@ -94,7 +97,15 @@ type Child struct {
 // cleanup kills it.
 func Start(t testing.TB, o Opts, mode string, arg uint64) *Child {
 	t.Helper()
-	cmd := exec.Command(Binary(t), mode, strconv.FormatUint(arg, 10))
+	bin := Binary(t)
+	if o.Name != "" {
+		link := filepath.Join(filepath.Dir(bin), o.Name)
+		if err := os.Symlink(bin, link); err != nil && !os.IsExist(err) {
+			t.Fatal(err)
+		}
+		bin = link
+	}
+	cmd := exec.Command(bin, mode, strconv.FormatUint(arg, 10))
 	cmd.Env = []string{}
 	if o.Memlock != nil {
 		cmd.Env = append(cmd.Env, fmt.Sprintf("CHILD_MEMLOCK=%d %d", o.Memlock[0], o.Memlock[1]))

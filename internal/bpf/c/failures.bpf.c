@@ -1,11 +1,17 @@
 // SPDX-License-Identifier: GPL-2.0
 /*
- * Prototype for issue 13: lock calls that fail, counted where they happen.
- * sys_enter_* of the memlock-related syscalls remembers the call (only the
- * interesting ones: mmap with MAP_LOCKED, shmctl SHM_LOCK, io_uring buffer
- * registration, RLIMIT_MEMLOCK changes) per thread; sys_exit_* counts a
- * failure by (process, syscall, errno) or a success by syscall. Every map is
- * bounded; what does not fit is counted in `dropped`.
+ * Lock calls that fail, counted where they happen (issue 13).
+ *
+ * Only syscalls:sys_exit_* of the memlock-related syscalls, no sys_enter_*
+ * program: at the exit the syscall's arguments are still in the task's
+ * saved user registers (bpf_task_pt_regs), so one program per syscall sees
+ * arguments and return value, no per-thread in-flight map is needed, and
+ * with no sys_enter_* event enabled the kernel's sys_enter tracepoint has
+ * no probe at all. The exit program keeps only the interesting calls (mmap
+ * with MAP_LOCKED, shmctl SHM_LOCK, io_uring buffer registration,
+ * RLIMIT_MEMLOCK changes) and counts a failure by (process, syscall,
+ * errno) or a success by syscall. Every map is bounded; a failure that
+ * does not fit is counted in `dropped`.
  */
 #include "vmlinux.h"
 #include "bpf/bpf_helpers.h"
@@ -32,26 +38,45 @@ enum lock_syscall {
 #define IORING_REGISTER_BUFFERS2 15
 #define RLIMIT_MEMLOCK 8
 
-/* Layout of the syscalls:sys_enter_* and sys_exit_* records
- * (/sys/kernel/tracing/events/syscalls/<name>/format). */
-struct sys_enter_ctx {
-	__u64 common;
-	__s32 nr;
-	__u32 _pad;
-	__u64 args[6];
-};
+/*
+ * The saved user registers, which hold the syscall's arguments until it
+ * returns (the kernel writes only the return value, into ax / x0).
+ * x86_64: di, si, dx, r10, r8, r9. arm64: x0 is overwritten by the return
+ * value, so argument 0 is orig_x0; arguments 1 to 5 are regs[1..5].
+ * preserve_access_index: the loader finds the fields in the running
+ * kernel's BTF (on arm64 inside pt_regs' anonymous union).
+ */
+#if defined(__TARGET_ARCH_x86)
+struct pt_regs {
+	unsigned long di;
+	unsigned long si;
+	unsigned long dx;
+	unsigned long r10;
+} __attribute__((preserve_access_index));
+#define ARG0(r) ((r)->di)
+#define ARG1(r) ((r)->si)
+#define ARG2(r) ((r)->dx)
+#define ARG3(r) ((r)->r10)
+#elif defined(__TARGET_ARCH_arm64)
+struct pt_regs {
+	__u64 regs[31];
+	__u64 orig_x0;
+} __attribute__((preserve_access_index));
+#define ARG0(r) ((r)->orig_x0)
+#define ARG1(r) ((r)->regs[1])
+#define ARG2(r) ((r)->regs[2])
+#define ARG3(r) ((r)->regs[3])
+#else
+#error "failures.bpf.c: only x86_64 and arm64"
+#endif
 
+/* Layout of the syscalls:sys_exit_* records
+ * (/sys/kernel/tracing/events/syscalls/sys_exit_<name>/format). */
 struct sys_exit_ctx {
 	__u64 common;
 	__s32 nr;
 	__u32 _pad;
 	__s64 ret;
-};
-
-struct inflight {
-	__u32 syscall;
-	__u32 _pad;
-	__u64 bytes;	/* what the call asked for, where the arguments say */
 };
 
 struct failure_key {
@@ -62,7 +87,7 @@ struct failure_key {
 
 struct failure {
 	__u64 count;
-	__u64 last_bytes;
+	__u64 bytes;		/* sum of the lengths the failed calls asked for */
 	__u64 last_ns;		/* bpf_ktime_get_boot_ns of the last failure */
 	__u64 cgroup_id;
 	__u32 uid;
@@ -70,16 +95,7 @@ struct failure {
 	char comm[16];
 };
 
-enum { DROP_INFLIGHT, DROP_FAILURES, DROP_COUNT };
-
-/* Calls between enter and exit, by thread id. LRU, so a thread that never
- * returns (exits inside the call) cannot pin a slot. */
-struct {
-	__uint(type, BPF_MAP_TYPE_LRU_HASH);
-	__uint(max_entries, 8192);
-	__type(key, __u32);
-	__type(value, struct inflight);
-} inflight SEC(".maps");
+enum { DROP_FAILURES, DROP_COUNT };
 
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
@@ -109,31 +125,17 @@ static __always_inline void count(void *map, __u32 i)
 		(*v)++;
 }
 
-static __always_inline int enter(__u32 sc, __u64 bytes)
+static __always_inline struct pt_regs *regs(void)
 {
-	__u32 tid = (__u32)bpf_get_current_pid_tgid();
-	struct inflight in = {.syscall = sc, .bytes = bytes};
-
-	if (bpf_map_update_elem(&inflight, &tid, &in, BPF_ANY))
-		count(&dropped, DROP_INFLIGHT);
-	return 0;
+	return (struct pt_regs *)bpf_task_pt_regs(bpf_get_current_task_btf());
 }
 
-static __always_inline int leave(struct sys_exit_ctx *ctx)
+static __always_inline int leave(struct sys_exit_ctx *ctx, __u32 sc, __u64 bytes)
 {
 	__u64 id = bpf_get_current_pid_tgid();
-	__u32 tid = (__u32)id;
-	struct inflight *in = bpf_map_lookup_elem(&inflight, &tid);
 	struct failure_key key = {};
 	struct failure *f, nf = {};
-	__u32 sc;
-	__u64 bytes;
 
-	if (!in)
-		return 0;
-	sc = in->syscall;
-	bytes = in->bytes;
-	bpf_map_delete_elem(&inflight, &tid);
 	if (ctx->ret >= 0) {
 		count(&successes, sc);
 		return 0;
@@ -146,83 +148,87 @@ static __always_inline int leave(struct sys_exit_ctx *ctx)
 		nf.uid = (__u32)bpf_get_current_uid_gid();
 		nf.cgroup_id = bpf_get_current_cgroup_id();
 		bpf_get_current_comm(nf.comm, sizeof(nf.comm));
-		if (bpf_map_update_elem(&failures, &key, &nf, BPF_NOEXIST) &&
-		    !bpf_map_lookup_elem(&failures, &key)) {
+		/* NOEXIST: another thread of the process may have won the race;
+		 * then its entry is there and this failure is added to it. */
+		bpf_map_update_elem(&failures, &key, &nf, BPF_NOEXIST);
+		f = bpf_map_lookup_elem(&failures, &key);
+		if (!f) {
 			count(&dropped, DROP_FAILURES);
 			return 0;
 		}
-		f = bpf_map_lookup_elem(&failures, &key);
-		if (!f)
-			return 0;
 	}
 	__sync_fetch_and_add(&f->count, 1);
-	f->last_bytes = bytes;
+	__sync_fetch_and_add(&f->bytes, bytes);
 	f->last_ns = bpf_ktime_get_boot_ns();
 	return 0;
 }
 
-#define EXIT(name)                                                   \
-	SEC("tracepoint/syscalls/sys_exit_" #name)                   \
-	int exit_##name(struct sys_exit_ctx *ctx) { return leave(ctx); }
-
-SEC("tracepoint/syscalls/sys_enter_mlock")
-int enter_mlock(struct sys_enter_ctx *ctx) { return enter(SC_MLOCK, ctx->args[1]); }
-EXIT(mlock)
-
-SEC("tracepoint/syscalls/sys_enter_mlock2")
-int enter_mlock2(struct sys_enter_ctx *ctx) { return enter(SC_MLOCK2, ctx->args[1]); }
-EXIT(mlock2)
-
-SEC("tracepoint/syscalls/sys_enter_mlockall")
-int enter_mlockall(struct sys_enter_ctx *ctx) { return enter(SC_MLOCKALL, 0); }
-EXIT(mlockall)
-
-SEC("tracepoint/syscalls/sys_enter_mmap")
-int enter_mmap(struct sys_enter_ctx *ctx)
+SEC("tracepoint/syscalls/sys_exit_mlock")
+int exit_mlock(struct sys_exit_ctx *ctx)
 {
-	if (!(ctx->args[3] & MAP_LOCKED))
-		return 0;
-	return enter(SC_MMAP, ctx->args[1]);
+	return leave(ctx, SC_MLOCK, ARG1(regs()));
 }
-EXIT(mmap)
 
-SEC("tracepoint/syscalls/sys_enter_shmctl")
-int enter_shmctl(struct sys_enter_ctx *ctx)
+SEC("tracepoint/syscalls/sys_exit_mlock2")
+int exit_mlock2(struct sys_exit_ctx *ctx)
 {
-	if ((ctx->args[1] & 0xff) != SHM_LOCK)
-		return 0;
-	return enter(SC_SHMCTL, 0);
+	return leave(ctx, SC_MLOCK2, ARG1(regs()));
 }
-EXIT(shmctl)
 
-SEC("tracepoint/syscalls/sys_enter_io_uring_register")
-int enter_io_uring_register(struct sys_enter_ctx *ctx)
+SEC("tracepoint/syscalls/sys_exit_mlockall")
+int exit_mlockall(struct sys_exit_ctx *ctx)
 {
-	if (ctx->args[1] != IORING_REGISTER_BUFFERS && ctx->args[1] != IORING_REGISTER_BUFFERS2)
-		return 0;
-	return enter(SC_IO_URING_REGISTER, 0);
+	return leave(ctx, SC_MLOCKALL, 0);
 }
-EXIT(io_uring_register)
 
-SEC("tracepoint/syscalls/sys_enter_io_uring_setup")
-int enter_io_uring_setup(struct sys_enter_ctx *ctx) { return enter(SC_IO_URING_SETUP, 0); }
-EXIT(io_uring_setup)
-
-SEC("tracepoint/syscalls/sys_enter_setrlimit")
-int enter_setrlimit(struct sys_enter_ctx *ctx)
+SEC("tracepoint/syscalls/sys_exit_mmap")
+int exit_mmap(struct sys_exit_ctx *ctx)
 {
-	if (ctx->args[0] != RLIMIT_MEMLOCK)
-		return 0;
-	return enter(SC_SETRLIMIT, 0);
-}
-EXIT(setrlimit)
+	struct pt_regs *r = regs();
 
-SEC("tracepoint/syscalls/sys_enter_prlimit64")
-int enter_prlimit64(struct sys_enter_ctx *ctx)
+	if (!(ARG3(r) & MAP_LOCKED))
+		return 0;
+	return leave(ctx, SC_MMAP, ARG1(r));
+}
+
+SEC("tracepoint/syscalls/sys_exit_shmctl")
+int exit_shmctl(struct sys_exit_ctx *ctx)
 {
-	if (ctx->args[1] != RLIMIT_MEMLOCK || !ctx->args[2])
+	if ((ARG1(regs()) & 0xff) != SHM_LOCK)
 		return 0;
-	return enter(SC_PRLIMIT64, 0);
+	return leave(ctx, SC_SHMCTL, 0);
 }
-EXIT(prlimit64)
 
+SEC("tracepoint/syscalls/sys_exit_io_uring_register")
+int exit_io_uring_register(struct sys_exit_ctx *ctx)
+{
+	__u64 op = ARG1(regs());
+
+	if (op != IORING_REGISTER_BUFFERS && op != IORING_REGISTER_BUFFERS2)
+		return 0;
+	return leave(ctx, SC_IO_URING_REGISTER, 0);
+}
+
+SEC("tracepoint/syscalls/sys_exit_io_uring_setup")
+int exit_io_uring_setup(struct sys_exit_ctx *ctx)
+{
+	return leave(ctx, SC_IO_URING_SETUP, 0);
+}
+
+SEC("tracepoint/syscalls/sys_exit_setrlimit")
+int exit_setrlimit(struct sys_exit_ctx *ctx)
+{
+	if (ARG0(regs()) != RLIMIT_MEMLOCK)
+		return 0;
+	return leave(ctx, SC_SETRLIMIT, 0);
+}
+
+SEC("tracepoint/syscalls/sys_exit_prlimit64")
+int exit_prlimit64(struct sys_exit_ctx *ctx)
+{
+	struct pt_regs *r = regs();
+
+	if (ARG1(r) != RLIMIT_MEMLOCK || !ARG2(r))
+		return 0;
+	return leave(ctx, SC_PRLIMIT64, 0);
+}

@@ -10,7 +10,8 @@
  *   child shmlock SHMID       on "next": shmctl(SHMID, SHM_LOCK)
  *   child mlock BYTES         on "next": mlock one page, then BYTES more
  *   child fail-KIND ARG       on "next": one call expected to fail (mlock2,
- *                             mlockall, mmap MAP_LOCKED of ARG bytes, SHM_LOCK
+ *                             mlockall after reserving ARG bytes, mmap
+ *                             MAP_LOCKED of ARG bytes, SHM_LOCK
  *                             of segment ARG, io_uring buffer of ARG bytes),
  *                             or ARG failing mlocks of 1 MiB (storm)
  *
@@ -191,6 +192,13 @@ int main(int argc, char **argv)
 		int fd = -1;
 		void *buf = NULL;
 		say("setup\n");
+		if (!strcmp(kind, "mlockall") && arg) {
+			/* Address space reserved and never touched, as a JVM
+			 * reserves its heap: mlockall(MCL_CURRENT) compares all
+			 * of total_vm with the limit. */
+			if (mmap(NULL, arg, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0) == MAP_FAILED)
+				fail();
+		}
 		if (!strcmp(kind, "uring")) {
 			struct io_uring_params params;
 			memset(&params, 0, sizeof(params));
