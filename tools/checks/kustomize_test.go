@@ -235,13 +235,6 @@ func TestKustomizeOverlayBPF(t *testing.T) {
 	if slices.Contains(base.Args, "--collector.bpf=on") || base.Command != nil {
 		t.Error("base: must not require BPF")
 	}
-	// Lock-call tracing's tracepoints: the host's tracefs, read-only, where
-	// the loader looks for it (checkDaemonSet wants it exactly so).
-	if !slices.ContainsFunc(c.VolumeMounts, func(m corev1.VolumeMount) bool {
-		return m.MountPath == "/sys/kernel/tracing" && m.ReadOnly
-	}) {
-		t.Errorf("bpf overlay: no read-only mount at /sys/kernel/tracing: %v", c.VolumeMounts)
-	}
 }
 
 // checkScraper: the ServiceMonitor's authorization is a Bearer token from
@@ -297,23 +290,60 @@ func checkScraper(t *testing.T, r *rendered, sm monitoringv1.ServiceMonitor, aut
 	t.Errorf("ClusterRole %s is not rendered", roles[0])
 }
 
-// checkTracefs: the host's tracefs is mounted read-only at
-// /sys/kernel/tracing, where the lock-call tracing looks up its
-// tracepoints' ids.
+// checkTracefs: lock-call tracing's tracepoint ids reach the non-root
+// exporter as a copy: an init container, uid 0 with every capability
+// dropped (tracefs is root's alone: 0700, ids 0440), reads them through the
+// read-only hostPath /sys into a memory emptyDir, which the exporter mounts
+// read-only where --collector.lockcalls.tracefs points. No further host path.
 func checkTracefs(t *testing.T, where string, ds appsv1.DaemonSet, c corev1.Container) {
 	t.Helper()
-	var vol string
-	for _, v := range ds.Spec.Template.Spec.Volumes {
-		if v.HostPath != nil && v.HostPath.Path == "/sys/kernel/tracing" {
-			vol = v.Name
+	spec := ds.Spec.Template.Spec
+	vols := map[string]corev1.Volume{}
+	for _, v := range spec.Volumes {
+		vols[v.Name] = v
+	}
+	dir := argValue(c.Args, "--collector.lockcalls.tracefs")
+	var idsVol string
+	for _, m := range c.VolumeMounts {
+		if m.MountPath == dir {
+			idsVol = m.Name
+			if !m.ReadOnly {
+				t.Errorf("%s: the tracepoint ids must be mounted read-only in the exporter", where)
+			}
 		}
 	}
-	ok := false
-	for _, m := range c.VolumeMounts {
-		ok = ok || vol != "" && m.Name == vol && m.MountPath == "/sys/kernel/tracing" && m.ReadOnly
+	if v, ok := vols[idsVol]; dir == "" || !ok || v.EmptyDir == nil || v.EmptyDir.Medium != corev1.StorageMediumMemory {
+		t.Fatalf("%s: --collector.lockcalls.tracefs=%q is not a memory emptyDir mounted in the exporter (%v)", where, dir, c.VolumeMounts)
 	}
-	if !ok {
-		t.Errorf("%s: the host's /sys/kernel/tracing is not mounted read-only at /sys/kernel/tracing", where)
+	if len(spec.InitContainers) != 1 {
+		t.Fatalf("%s: want one init container copying the tracepoint ids, got %d", where, len(spec.InitContainers))
+	}
+	ic := spec.InitContainers[0]
+	sc := ic.SecurityContext
+	if sc == nil || sc.Capabilities == nil || len(sc.Capabilities.Add) != 0 || !slices.Equal(sc.Capabilities.Drop, []corev1.Capability{"ALL"}) ||
+		sc.AllowPrivilegeEscalation == nil || *sc.AllowPrivilegeEscalation || sc.Privileged != nil && *sc.Privileged {
+		t.Errorf("%s: the init container must drop every capability, add none, and not escalate: %+v", where, sc)
+	}
+	writes, readsSys := false, false
+	for _, m := range ic.VolumeMounts {
+		v := vols[m.Name]
+		switch {
+		case m.Name == idsVol:
+			writes = !m.ReadOnly
+		case v.HostPath != nil && v.HostPath.Path == "/sys":
+			readsSys = m.ReadOnly
+		default:
+			t.Errorf("%s: the init container mounts %s (%+v): want only the ids and the host's /sys", where, m.Name, v.VolumeSource)
+		}
+	}
+	if !writes || !readsSys {
+		t.Errorf("%s: the init container must write the ids' emptyDir and read the host's /sys read-only: %v", where, ic.VolumeMounts)
+	}
+	script := strings.Join(append(ic.Command, ic.Args...), " ")
+	for _, e := range []string{"mlock", "mlock2", "mlockall", "mmap", "shmctl", "io_uring_register", "io_uring_setup", "setrlimit", "prlimit64"} {
+		if !strings.Contains(script, " "+e+" ") && !strings.Contains(script, " "+e+";") {
+			t.Errorf("%s: the init container does not copy sys_exit_%s's id", where, e)
+		}
 	}
 }
 
@@ -432,10 +462,8 @@ func checkDaemonSet(t *testing.T, r *rendered, ds appsv1.DaemonSet) corev1.Conta
 		t.Fatal("capabilities.drop must be [ALL]")
 	}
 
-	// Host /proc and /sys, read-only, where the flags point; and with the
-	// BPF collector (--collector.bpf=on) the host's tracefs, read-only, at
-	// /sys/kernel/tracing, where lock-call tracing reads the syscall
-	// tracepoints' ids.
+	// Host /proc and /sys, read-only, where the flags point, and no other
+	// host path (the bpf overlay's tracepoint ids are an emptyDir).
 	vols := map[string]string{}
 	for _, v := range spec.Volumes {
 		if v.HostPath != nil {
@@ -453,9 +481,6 @@ func checkDaemonSet(t *testing.T, r *rendered, ds appsv1.DaemonSet) corev1.Conta
 		mounts[vols[m.Name]] = m.MountPath
 	}
 	want := map[string]string{"/proc": "/host/proc", "/sys": "/host/sys"}
-	if slices.Contains(c.Args, "--collector.bpf=on") {
-		want["/sys/kernel/tracing"] = "/sys/kernel/tracing"
-	}
 	if len(vols) != len(want) || !maps.Equal(mounts, want) {
 		t.Errorf("want exactly the host paths mounted %v, got volumes %v mounted %v", want, vols, mounts)
 	}
