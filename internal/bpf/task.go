@@ -155,20 +155,36 @@ var (
 	offThreads   = unsafe.Offsetof(taskTaskRecord{}.NrThreads)
 )
 
-// decode turns m.buf into m.snap, reusing its slices and maps.
+// decode turns m.buf, a whole pass, into m.snap (tests; Tasks decodes as
+// it reads).
 func (m *Module) decode() error {
 	if len(m.buf)%recordSize != 0 {
 		return fmt.Errorf("bpf: task iterator returned %d bytes, not a multiple of the %d-byte record", len(m.buf), recordSize)
 	}
+	m.reset()
+	m.decodeRecords(m.buf)
+	return nil
+}
+
+// reset empties m.snap and the dedupe maps for a new pass, keeping their
+// storage.
+func (m *Module) reset() {
 	s := &m.snap
 	s.Tasks, s.Users, s.Charges = s.Tasks[:0], s.Users[:0], s.Charges[:0]
-	s.Records = len(m.buf) / recordSize
+	s.Records = 0
 	clear(m.byTGID)
 	clear(m.byUser)
 	clear(m.byUC)
+}
+
+// decodeRecords adds the whole records in b (a multiple of recordSize) to
+// m.snap.
+func (m *Module) decodeRecords(b []byte) {
+	s := &m.snap
 	le := binary.LittleEndian
-	for off := 0; off+recordSize <= len(m.buf); off += recordSize {
-		r := m.buf[off : off+recordSize]
+	for off := 0; off+recordSize <= len(b); off += recordSize {
+		s.Records++
+		r := b[off : off+recordSize]
 		u32 := func(o uintptr) uint32 { return le.Uint32(r[o:]) }
 		u64 := func(o uintptr) uint64 { return le.Uint64(r[o:]) }
 		flags := Flags(u32(offFlags))
@@ -227,7 +243,6 @@ func (m *Module) decode() error {
 		m.byTGID[t.PID] = len(s.Tasks)
 		s.Tasks = append(s.Tasks, t)
 	}
-	return nil
 }
 
 // merge folds a second record for the same process into the first: the
