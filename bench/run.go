@@ -35,6 +35,8 @@ type Config struct {
 	// BPF also measures, at each count, a second exporter with
 	// --collector.bpf=on (the first has --collector.bpf=off: /proc).
 	BPF bool
+	// HoldBPF makes Hold start the BPF path's exporter (--collector.bpf=on).
+	HoldBPF bool
 }
 
 // ScrapeStats summarises the scrapes of one encoding.
@@ -173,6 +175,11 @@ func exporterArgs(cfg Config) []string {
 	return append([]string{"--collector.process.max-processes=100000", "--collector.bpf=off"}, cfg.ExporterArgs...)
 }
 
+// bpfExporterArgs are the BPF path's.
+func bpfExporterArgs(cfg Config) []string {
+	return append([]string{"--collector.process.max-processes=100000", "--collector.bpf=on"}, cfg.ExporterArgs...)
+}
+
 // runN starts n children and an exporter, measures (unless churnOnly),
 // then runs the churn phase when churn is set. It stops both before it
 // returns.
@@ -251,8 +258,7 @@ func measureN(ctx context.Context, cfg Config, exp *Exporter, floor *floorReader
 // measureBPF starts a second exporter with --collector.bpf=on over the same
 // children and measures its gzip scrapes beside floor passes, into res.BPF.
 func measureBPF(ctx context.Context, cfg Config, floor *floorReader, res *NResult) error {
-	args := append([]string{"--collector.process.max-processes=100000", "--collector.bpf=on"}, cfg.ExporterArgs...)
-	exp, err := StartExporter(cfg.Exporter, cfg.WorkDir, args...)
+	exp, err := StartExporter(cfg.Exporter, cfg.WorkDir, bpfExporterArgs(cfg)...)
 	if err != nil {
 		return fmt.Errorf("exporter with --collector.bpf=on: %w", err)
 	}
@@ -482,7 +488,11 @@ func Hold(ctx context.Context, cfg Config, dir string, n int) error {
 		return err
 	}
 	defer kids.Stop()
-	exp, err := StartExporter(cfg.Exporter, dir, exporterArgs(cfg)...)
+	args := exporterArgs(cfg)
+	if cfg.HoldBPF {
+		args = bpfExporterArgs(cfg)
+	}
+	exp, err := StartExporter(cfg.Exporter, dir, args...)
 	if err != nil {
 		return err
 	}
