@@ -24,6 +24,7 @@ const (
 	FlagLockedShm      Flags = 1 << 9  // ShmCharge is user_struct->locked_shm (before 5.14)
 	FlagCgroup         Flags = 1 << 10 // CgroupID is valid
 	FlagReadError      Flags = 1 << 11 // a kernel read failed: some fields are zero
+	FlagMemcg          Flags = 1 << 12 // MemcgID is valid
 	capIPCLock               = 14
 	recordSize               = int(unsafe.Sizeof(taskTaskRecord{}))
 	initUserNSInode          = 0xEFFFFFFD // PROC_USER_INIT_INO
@@ -56,6 +57,12 @@ type Task struct {
 	// hierarchy, the inode number of its cgroupfs directory there. On a
 	// host that mounts only cgroup v1 every task is in the v2 root (1).
 	CgroupID uint64
+	// MemcgID is the id of the memory controller's cgroup of the task
+	// (cgroups->subsys[memory_cgrp_id]): on cgroup v1 its cgroup in the
+	// memory hierarchy, on v2 the nearest ancestor of CgroupID with the
+	// controller enabled. With CgroupID it decides the cgroup path whose
+	// pod and container identity the collectors parse.
+	MemcgID uint64
 	// UserNSInode is the inode number of the task's user namespace.
 	UserNSInode uint32
 	// Threads is signal->nr_threads, the Threads line of status.
@@ -152,6 +159,7 @@ var (
 	offUcounts   = unsafe.Offsetof(taskTaskRecord{}.Ucounts)
 	offUCMemlock = unsafe.Offsetof(taskTaskRecord{}.UcountsMemlock)
 	offComm      = unsafe.Offsetof(taskTaskRecord{}.Comm)
+	offMemcg     = unsafe.Offsetof(taskTaskRecord{}.MemcgId)
 	offThreads   = unsafe.Offsetof(taskTaskRecord{}.NrThreads)
 )
 
@@ -208,6 +216,9 @@ func (m *Module) decodeRecords(b []byte) {
 		}
 		if flags&FlagCgroup != 0 {
 			t.CgroupID = u64(offCgroup)
+		}
+		if flags&FlagMemcg != 0 {
+			t.MemcgID = u64(offMemcg)
 		}
 		if p := u64(offUser); p != 0 {
 			i, ok := m.byUser[p]
