@@ -9,6 +9,7 @@ import (
 	"maps"
 	"slices"
 	"strconv"
+	"time"
 
 	"github.com/memlock-exporter/memlock_exporter/internal/linux"
 	"github.com/memlock-exporter/memlock_exporter/internal/metricutil"
@@ -156,6 +157,10 @@ func (c *processCollector) reportProcesses(ctx context.Context, ch chan<- promet
 		}
 	}
 	now := make(map[int]reportedProc, len(procs))
+	if ic := c.scanner.idents; ic != nil {
+		ic.begin()
+		defer ic.end()
+	}
 	for _, p := range procs {
 		var rp reportedProc
 		if p.stale || ctx.Err() != nil {
@@ -267,7 +272,7 @@ func (c *processCollector) read(r *linux.Reader, dir *linux.Dir, p procInfo, fai
 	}
 	// A missing cgroup file (a kernel without cgroups, or the process
 	// exiting now) leaves the identity empty, uncounted.
-	id, err := c.identity(r, dir, p.pid)
+	id, err := c.cachedIdentity(r, dir, p)
 	if err != nil && classify(err) != "vanished" {
 		fail("cgroup", p.pid, err)
 	}
@@ -317,6 +322,30 @@ func (c *processCollector) emit(ch chan<- prometheus.Metric, p reportedProc) {
 		ch <- prometheus.MustNewConstMetric(c.ipcLock, prometheus.GaugeValue, metricutil.Bool(p.ipcLock && p.userNSInitial), lv...)
 		ch <- prometheus.MustNewConstMetric(c.userNSInitial, prometheus.GaugeValue, metricutil.Bool(p.userNSInitial), lv...)
 	}
+}
+
+// cachedIdentity is identity through the scanner's cache when the BPF pass
+// gave p's cgroup key: a confirmed key's identity without a read.
+func (c *processCollector) cachedIdentity(r *linux.Reader, dir *linux.Dir, p procInfo) (linux.CgroupIdentity, error) {
+	ic := c.scanner.idents
+	if ic == nil || !p.fromPass || !p.pass.hasKey {
+		return c.identity(r, dir, p.pid)
+	}
+	now := time.Now()
+	if id, ok := ic.lookup(p.pass.cgKey, now); ok {
+		return id, nil
+	}
+	b, err := r.ReadPid(dir, p.pid, "cgroup")
+	if err != nil {
+		return linux.CgroupIdentity{}, err
+	}
+	path, err := linux.ParseProcCgroup(b)
+	if err != nil {
+		return linux.CgroupIdentity{}, err
+	}
+	id := linux.ParseCgroupPath(string(path))
+	ic.store(p.pass.cgKey, path, id, now)
+	return id, nil
 }
 
 // identity reads /proc/<pid>/cgroup of a reported process for its container
