@@ -75,7 +75,10 @@ type NResult struct {
 	// load time from its start-up line.
 	BPF            *ScrapeStats
 	BPFHWM, BPFRSS uint64
-	BPFLoad        time.Duration
+	// BPFHWMStart is its VmHWM once it listens, before any scrape: the
+	// peak of loading (the kernel's BTF parsed) alone.
+	BPFHWMStart uint64
+	BPFLoad     time.Duration
 }
 
 // BPFRatio is the BPF path's CPU per scrape over the floor's.
@@ -264,6 +267,7 @@ func measureBPF(ctx context.Context, cfg Config, floor *floorReader, res *NResul
 	}
 	defer exp.Stop()
 	res.BPFLoad = loadSeconds(exp.Stderr)
+	res.BPFHWMStart = statusKB(exp.Pid(), "VmHWM")
 	if err := warmUp(ctx, exp, floor); err != nil {
 		return err
 	}
@@ -333,6 +337,7 @@ func (fs *floorSum) run(floor *floorReader) time.Duration {
 	fs.sum.Sys += f.Sys
 	fs.sum.Wall += f.Wall
 	fs.sum.StatusCPU += f.StatusCPU
+	fs.sum.SmapsCPU += f.SmapsCPU
 	fs.passes++
 	return f.CPU
 }
@@ -340,7 +345,7 @@ func (fs *floorSum) run(floor *floorReader) time.Duration {
 func (fs *floorSum) mean() FloorResult {
 	n, p := fs.passes, time.Duration(fs.passes)
 	return FloorResult{Pids: fs.sum.Pids / n, Reported: fs.sum.Reported / n, Lockers: fs.sum.Lockers / n,
-		CPU: fs.sum.CPU / p, User: fs.sum.User / p, Sys: fs.sum.Sys / p, Wall: fs.sum.Wall / p, StatusCPU: fs.sum.StatusCPU / p}
+		CPU: fs.sum.CPU / p, User: fs.sum.User / p, Sys: fs.sum.Sys / p, Wall: fs.sum.Wall / p, StatusCPU: fs.sum.StatusCPU / p, SmapsCPU: fs.sum.SmapsCPU / p}
 }
 
 // measureEncoding makes cfg.Rounds scrapes with or without gzip into st,
