@@ -10,10 +10,12 @@ import (
 	"slices"
 	"strconv"
 	"time"
+	"unicode/utf8"
 
 	"github.com/memlock-exporter/memlock_exporter/internal/linux"
 	"github.com/memlock-exporter/memlock_exporter/internal/metricutil"
 	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
 	"golang.org/x/sys/unix"
 )
 
@@ -309,6 +311,35 @@ func pidExists(dir *linux.Dir, pid int) bool {
 
 func (c *processCollector) emit(ch chan<- prometheus.Metric, p reportedProc) {
 	lv := []string{strconv.Itoa(p.pid), p.name, strconv.FormatUint(uint64(p.uid), 10), p.id.PodUID, p.id.ContainerID}
+	for _, v := range lv {
+		if !utf8.ValidString(v) {
+			c.emitConst(ch, p, lv) // MustNewConstMetric's error path, as before
+			return
+		}
+	}
+	// Every series of the process has the same label pairs: build them
+	// once, not once a series (client_golang's per-series label pairs were
+	// the largest allocation of a scrape at 10,000 processes).
+	labels := prometheus.MakeLabelPairs(c.locked, lv)
+	g := func(d *prometheus.Desc, v float64) { ch <- &sharedLabelGauge{desc: d, labels: labels, value: v} }
+	g(c.locked, float64(p.locked))
+	g(c.pinned, float64(p.pinned))
+	if p.haveResident {
+		g(c.resident, float64(p.resident))
+	}
+	if p.haveLim {
+		g(c.limitSoft, metricutil.BytesOrInf(p.lim.Soft))
+		g(c.limitHard, metricutil.BytesOrInf(p.lim.Hard))
+	}
+	if p.haveNS {
+		g(c.ipcLock, metricutil.Bool(p.ipcLock && p.userNSInitial))
+		g(c.userNSInitial, metricutil.Bool(p.userNSInitial))
+	}
+}
+
+// emitConst is emit through MustNewConstMetric, which checks the label
+// values itself.
+func (c *processCollector) emitConst(ch chan<- prometheus.Metric, p reportedProc, lv []string) {
 	ch <- prometheus.MustNewConstMetric(c.locked, prometheus.GaugeValue, float64(p.locked), lv...)
 	ch <- prometheus.MustNewConstMetric(c.pinned, prometheus.GaugeValue, float64(p.pinned), lv...)
 	if p.haveResident {
@@ -322,6 +353,25 @@ func (c *processCollector) emit(ch chan<- prometheus.Metric, p reportedProc) {
 		ch <- prometheus.MustNewConstMetric(c.ipcLock, prometheus.GaugeValue, metricutil.Bool(p.ipcLock && p.userNSInitial), lv...)
 		ch <- prometheus.MustNewConstMetric(c.userNSInitial, prometheus.GaugeValue, metricutil.Bool(p.userNSInitial), lv...)
 	}
+}
+
+// sharedLabelGauge is a constant gauge whose label pairs (sorted, as
+// prometheus.MakeLabelPairs returns them) are shared with the other series
+// of the same process; the registry and encoders only read them. All the
+// process collector's descriptors have the same variable labels and no
+// constant ones, so one set of pairs fits every one of them.
+type sharedLabelGauge struct {
+	desc   *prometheus.Desc
+	labels []*dto.LabelPair
+	value  float64
+}
+
+func (m *sharedLabelGauge) Desc() *prometheus.Desc { return m.desc }
+
+func (m *sharedLabelGauge) Write(out *dto.Metric) error {
+	out.Label = m.labels
+	out.Gauge = &dto.Gauge{Value: &m.value}
+	return nil
 }
 
 // cachedIdentity is identity through the scanner's cache when the BPF pass
