@@ -35,6 +35,8 @@ type Config struct {
 	// BPF also measures, at each count, a second exporter with
 	// --collector.bpf=on (the first has --collector.bpf=off: /proc).
 	BPF bool
+	// HoldBPF makes Hold start the BPF path's exporter (--collector.bpf=on).
+	HoldBPF bool
 }
 
 // ScrapeStats summarises the scrapes of one encoding.
@@ -73,7 +75,10 @@ type NResult struct {
 	// load time from its start-up line.
 	BPF            *ScrapeStats
 	BPFHWM, BPFRSS uint64
-	BPFLoad        time.Duration
+	// BPFHWMStart is its VmHWM once it listens, before any scrape: the
+	// peak of loading (the kernel's BTF parsed) alone.
+	BPFHWMStart uint64
+	BPFLoad     time.Duration
 }
 
 // BPFRatio is the BPF path's CPU per scrape over the floor's.
@@ -173,6 +178,11 @@ func exporterArgs(cfg Config) []string {
 	return append([]string{"--collector.process.max-processes=100000", "--collector.bpf=off"}, cfg.ExporterArgs...)
 }
 
+// bpfExporterArgs are the BPF path's.
+func bpfExporterArgs(cfg Config) []string {
+	return append([]string{"--collector.process.max-processes=100000", "--collector.bpf=on"}, cfg.ExporterArgs...)
+}
+
 // runN starts n children and an exporter, measures (unless churnOnly),
 // then runs the churn phase when churn is set. It stops both before it
 // returns.
@@ -251,13 +261,13 @@ func measureN(ctx context.Context, cfg Config, exp *Exporter, floor *floorReader
 // measureBPF starts a second exporter with --collector.bpf=on over the same
 // children and measures its gzip scrapes beside floor passes, into res.BPF.
 func measureBPF(ctx context.Context, cfg Config, floor *floorReader, res *NResult) error {
-	args := append([]string{"--collector.process.max-processes=100000", "--collector.bpf=on"}, cfg.ExporterArgs...)
-	exp, err := StartExporter(cfg.Exporter, cfg.WorkDir, args...)
+	exp, err := StartExporter(cfg.Exporter, cfg.WorkDir, bpfExporterArgs(cfg)...)
 	if err != nil {
 		return fmt.Errorf("exporter with --collector.bpf=on: %w", err)
 	}
 	defer exp.Stop()
 	res.BPFLoad = loadSeconds(exp.Stderr)
+	res.BPFHWMStart = statusKB(exp.Pid(), "VmHWM")
 	if err := warmUp(ctx, exp, floor); err != nil {
 		return err
 	}
@@ -327,6 +337,7 @@ func (fs *floorSum) run(floor *floorReader) time.Duration {
 	fs.sum.Sys += f.Sys
 	fs.sum.Wall += f.Wall
 	fs.sum.StatusCPU += f.StatusCPU
+	fs.sum.SmapsCPU += f.SmapsCPU
 	fs.passes++
 	return f.CPU
 }
@@ -334,7 +345,7 @@ func (fs *floorSum) run(floor *floorReader) time.Duration {
 func (fs *floorSum) mean() FloorResult {
 	n, p := fs.passes, time.Duration(fs.passes)
 	return FloorResult{Pids: fs.sum.Pids / n, Reported: fs.sum.Reported / n, Lockers: fs.sum.Lockers / n,
-		CPU: fs.sum.CPU / p, User: fs.sum.User / p, Sys: fs.sum.Sys / p, Wall: fs.sum.Wall / p, StatusCPU: fs.sum.StatusCPU / p}
+		CPU: fs.sum.CPU / p, User: fs.sum.User / p, Sys: fs.sum.Sys / p, Wall: fs.sum.Wall / p, StatusCPU: fs.sum.StatusCPU / p, SmapsCPU: fs.sum.SmapsCPU / p}
 }
 
 // measureEncoding makes cfg.Rounds scrapes with or without gzip into st,
@@ -482,7 +493,11 @@ func Hold(ctx context.Context, cfg Config, dir string, n int) error {
 		return err
 	}
 	defer kids.Stop()
-	exp, err := StartExporter(cfg.Exporter, dir, exporterArgs(cfg)...)
+	args := exporterArgs(cfg)
+	if cfg.HoldBPF {
+		args = bpfExporterArgs(cfg)
+	}
+	exp, err := StartExporter(cfg.Exporter, dir, args...)
 	if err != nil {
 		return err
 	}

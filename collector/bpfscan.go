@@ -32,6 +32,9 @@ const (
 type passInfo struct {
 	lim       linux.Limit
 	initialNS bool
+	// cgKey keys the identity cache (hasKey: the pass read the cgroup ids).
+	cgKey  cgroupKey
+	hasKey bool
 }
 
 // userCharge is a user's locked_vm (user_struct, one per uid host-wide);
@@ -131,6 +134,7 @@ func (ps *processScanner) scanWithPass(ctx context.Context, res *processScan, bu
 		}
 		e.fromPass = true
 		e.pass = passInfo{lim: linux.Limit{Soft: t.MemlockSoft, Hard: t.MemlockHard}, initialNS: t.InitUserNS()}
+		e.pass.cgKey, e.pass.hasKey = keyOf(t)
 		ps.account(res, r, dir, e)
 	}
 	for _, u := range snap.Users {
@@ -204,6 +208,7 @@ func (ps *processScanner) setupPass(cfg Config) {
 		ps.reason = "other_pid_namespace"
 	default:
 		ps.pass = &passState{src: cfg.Tasks, byPID: make(map[int32]int), wholeView: procShowsAll(cfg.ProcPath)}
+		ps.idents = newIdentityCache()
 		ps.source, ps.reason = SourceBPF, ""
 	}
 }

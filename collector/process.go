@@ -9,10 +9,13 @@ import (
 	"maps"
 	"slices"
 	"strconv"
+	"time"
+	"unicode/utf8"
 
 	"github.com/memlock-exporter/memlock_exporter/internal/linux"
 	"github.com/memlock-exporter/memlock_exporter/internal/metricutil"
 	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
 	"golang.org/x/sys/unix"
 )
 
@@ -156,6 +159,10 @@ func (c *processCollector) reportProcesses(ctx context.Context, ch chan<- promet
 		}
 	}
 	now := make(map[int]reportedProc, len(procs))
+	if ic := c.scanner.idents; ic != nil {
+		ic.begin()
+		defer ic.end()
+	}
 	for _, p := range procs {
 		var rp reportedProc
 		if p.stale || ctx.Err() != nil {
@@ -267,7 +274,7 @@ func (c *processCollector) read(r *linux.Reader, dir *linux.Dir, p procInfo, fai
 	}
 	// A missing cgroup file (a kernel without cgroups, or the process
 	// exiting now) leaves the identity empty, uncounted.
-	id, err := c.identity(r, dir, p.pid)
+	id, err := c.cachedIdentity(r, dir, p)
 	if err != nil && classify(err) != "vanished" {
 		fail("cgroup", p.pid, err)
 	}
@@ -304,6 +311,35 @@ func pidExists(dir *linux.Dir, pid int) bool {
 
 func (c *processCollector) emit(ch chan<- prometheus.Metric, p reportedProc) {
 	lv := []string{strconv.Itoa(p.pid), p.name, strconv.FormatUint(uint64(p.uid), 10), p.id.PodUID, p.id.ContainerID}
+	for _, v := range lv {
+		if !utf8.ValidString(v) {
+			c.emitConst(ch, p, lv) // MustNewConstMetric's error path, as before
+			return
+		}
+	}
+	// Every series of the process has the same label pairs: build them
+	// once, not once a series (client_golang's per-series label pairs were
+	// the largest allocation of a scrape at 10,000 processes).
+	labels := prometheus.MakeLabelPairs(c.locked, lv)
+	g := func(d *prometheus.Desc, v float64) { ch <- &sharedLabelGauge{desc: d, labels: labels, value: v} }
+	g(c.locked, float64(p.locked))
+	g(c.pinned, float64(p.pinned))
+	if p.haveResident {
+		g(c.resident, float64(p.resident))
+	}
+	if p.haveLim {
+		g(c.limitSoft, metricutil.BytesOrInf(p.lim.Soft))
+		g(c.limitHard, metricutil.BytesOrInf(p.lim.Hard))
+	}
+	if p.haveNS {
+		g(c.ipcLock, metricutil.Bool(p.ipcLock && p.userNSInitial))
+		g(c.userNSInitial, metricutil.Bool(p.userNSInitial))
+	}
+}
+
+// emitConst is emit through MustNewConstMetric, which checks the label
+// values itself.
+func (c *processCollector) emitConst(ch chan<- prometheus.Metric, p reportedProc, lv []string) {
 	ch <- prometheus.MustNewConstMetric(c.locked, prometheus.GaugeValue, float64(p.locked), lv...)
 	ch <- prometheus.MustNewConstMetric(c.pinned, prometheus.GaugeValue, float64(p.pinned), lv...)
 	if p.haveResident {
@@ -317,6 +353,49 @@ func (c *processCollector) emit(ch chan<- prometheus.Metric, p reportedProc) {
 		ch <- prometheus.MustNewConstMetric(c.ipcLock, prometheus.GaugeValue, metricutil.Bool(p.ipcLock && p.userNSInitial), lv...)
 		ch <- prometheus.MustNewConstMetric(c.userNSInitial, prometheus.GaugeValue, metricutil.Bool(p.userNSInitial), lv...)
 	}
+}
+
+// sharedLabelGauge is a constant gauge whose label pairs (sorted, as
+// prometheus.MakeLabelPairs returns them) are shared with the other series
+// of the same process; the registry and encoders only read them. All the
+// process collector's descriptors have the same variable labels and no
+// constant ones, so one set of pairs fits every one of them.
+type sharedLabelGauge struct {
+	desc   *prometheus.Desc
+	labels []*dto.LabelPair
+	value  float64
+}
+
+func (m *sharedLabelGauge) Desc() *prometheus.Desc { return m.desc }
+
+func (m *sharedLabelGauge) Write(out *dto.Metric) error {
+	out.Label = m.labels
+	out.Gauge = &dto.Gauge{Value: &m.value}
+	return nil
+}
+
+// cachedIdentity is identity through the scanner's cache when the BPF pass
+// gave p's cgroup key: a confirmed key's identity without a read.
+func (c *processCollector) cachedIdentity(r *linux.Reader, dir *linux.Dir, p procInfo) (linux.CgroupIdentity, error) {
+	ic := c.scanner.idents
+	if ic == nil || !p.fromPass || !p.pass.hasKey {
+		return c.identity(r, dir, p.pid)
+	}
+	now := time.Now()
+	if id, ok := ic.lookup(p.pass.cgKey, now); ok {
+		return id, nil
+	}
+	b, err := r.ReadPid(dir, p.pid, "cgroup")
+	if err != nil {
+		return linux.CgroupIdentity{}, err
+	}
+	path, err := linux.ParseProcCgroup(b)
+	if err != nil {
+		return linux.CgroupIdentity{}, err
+	}
+	id := linux.ParseCgroupPath(string(path))
+	ic.store(p.pass.cgKey, path, id, now)
+	return id, nil
 }
 
 // identity reads /proc/<pid>/cgroup of a reported process for its container

@@ -42,6 +42,9 @@ type processScanner struct {
 	// reason are memlock_scan_source_info's labels (bpfscan.go).
 	pass           *passState
 	source, reason string
+	// idents caches pod and container identities by cgroup key on the
+	// BPF path (bpfscan_identity.go); nil on the procfs path.
+	idents *identityCache
 }
 
 // reportedProc is what the process collector reported of one process.

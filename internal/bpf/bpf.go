@@ -165,37 +165,44 @@ func (m *Module) Tasks(ctx context.Context) (*Snapshot, error) {
 	if err := m.read(ctx); err != nil {
 		return nil, err
 	}
-	if err := m.decode(); err != nil {
-		return nil, err
-	}
 	return &m.snap, nil
 }
 
-// read fills m.buf with one full pass of the iterator.
+// readBufSize is the buffer one pass is read through: the kernel's seq_file
+// hands out at most 8 pages a read, and records are decoded as they come, so
+// the pass's raw bytes (about 160 a process) are never held whole.
+const readBufSize = 64 << 10
+
+// read runs one pass of the iterator into m.snap, decoding the whole records
+// of each read and carrying a record cut across reads to the next.
 func (m *Module) read(ctx context.Context) error {
 	r, err := m.iter.Open()
 	if err != nil {
 		return fmt.Errorf("bpf: open task iterator: %w", err)
 	}
 	defer r.Close()
-	if m.buf == nil {
-		m.buf = make([]byte, 0, 64<<10)
+	if len(m.buf) < readBufSize {
+		m.buf = make([]byte, readBufSize)
 	}
-	m.buf = m.buf[:0]
+	m.reset()
+	have := 0
 	for {
 		if err := ctx.Err(); err != nil {
 			return fmt.Errorf("bpf: task iterator: %w", err)
 		}
-		if len(m.buf) == cap(m.buf) {
-			m.buf = append(m.buf, 0)[:len(m.buf)]
-		}
-		dst := m.buf[len(m.buf):cap(m.buf)]
+		dst := m.buf[have:]
 		if m.readSize > 0 && len(dst) > m.readSize {
 			dst = dst[:m.readSize]
 		}
 		n, err := r.Read(dst)
-		m.buf = m.buf[:len(m.buf)+n]
+		have += n
+		whole := have - have%recordSize
+		m.decodeRecords(m.buf[:whole])
+		have = copy(m.buf, m.buf[whole:have])
 		if errors.Is(err, io.EOF) || (err == nil && n == 0) {
+			if have != 0 {
+				return fmt.Errorf("bpf: task iterator ended inside a record (%d bytes left of a %d-byte record)", have, recordSize)
+			}
 			return nil
 		}
 		if err != nil {

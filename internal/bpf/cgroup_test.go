@@ -106,3 +106,70 @@ func selfV2Path() string {
 	}
 	return "/"
 }
+
+// TestMemcgID: MemcgID is the id of the task's cgroup in the memory
+// controller's hierarchy, the inode of its directory there. On this host
+// (cgroup v1) the test makes a memory cgroup under its own, moves a child
+// into it and back, and compares the child's MemcgID with each directory's
+// inode: a moved process shows the new cgroup's id in the next pass.
+func TestMemcgID(t *testing.T) {
+	requireRoot(t)
+	m := openModule(t)
+	base := selfV1MemoryDir()
+	if base == "" {
+		t.Skip("no cgroup v1 memory hierarchy mounted at /sys/fs/cgroup/memory")
+	}
+	leaf := filepath.Join(base, "memlock-bpf-memcg-"+strconv.Itoa(os.Getpid()))
+	if err := os.Mkdir(leaf, 0o755); err != nil {
+		t.Skipf("cannot make a memory cgroup: %v", err)
+	}
+	defer os.Remove(leaf)
+	c := startChild(t, childOpts{UID: -1}, "lock", 0)
+	c.Expect("ready")
+	ino := func(dir string) uint64 {
+		var st unix.Stat_t
+		if err := unix.Stat(dir, &st); err != nil {
+			t.Fatal(err)
+		}
+		return st.Ino
+	}
+	memcg := func() uint64 {
+		task := snapshot(t, m).find(c.Pid)
+		if task == nil || task.Flags&FlagMemcg == 0 {
+			t.Fatalf("child %+v", task)
+		}
+		return task.MemcgID
+	}
+	move := func(dir string) {
+		if err := os.WriteFile(filepath.Join(dir, "cgroup.procs"), []byte(strconv.Itoa(c.Pid)), 0); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got, want := memcg(), ino(base); got != want {
+		t.Errorf("child in the test's memory cgroup: MemcgID %d, directory inode %d", got, want)
+	}
+	move(leaf)
+	if got, want := memcg(), ino(leaf); got != want {
+		t.Errorf("child moved: MemcgID %d, new directory's inode %d", got, want)
+	}
+	move(base)
+	if got, want := memcg(), ino(base); got != want {
+		t.Errorf("child moved back: MemcgID %d, directory inode %d", got, want)
+	}
+}
+
+// selfV1MemoryDir is the test process's memory cgroup directory under
+// /sys/fs/cgroup/memory (cgroup v1), or "" where there is none.
+func selfV1MemoryDir() string {
+	b, _ := os.ReadFile("/proc/self/cgroup")
+	for _, line := range strings.Split(string(b), "\n") {
+		f := strings.SplitN(line, ":", 3)
+		if len(f) == 3 && f[1] == "memory" {
+			dir := filepath.Join("/sys/fs/cgroup/memory", f[2])
+			if _, err := os.Stat(filepath.Join(dir, "cgroup.procs")); err == nil {
+				return dir
+			}
+		}
+	}
+	return ""
+}

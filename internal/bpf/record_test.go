@@ -29,6 +29,7 @@ func TestRecordLayout(t *testing.T) {
 		"rlim_cur": offRlimCur, "rlim_max": offRlimMax, "cgroup_id": offCgroup,
 		"user": offUser, "user_locked_vm": offUserLkd, "ucounts": offUcounts,
 		"ucounts_memlock": offUCMemlock, "comm": offComm, "nr_threads": offThreads,
+		"memcg_id": offMemcg,
 	}
 	seen := 0
 	for _, m := range rec.Members {

@@ -24,6 +24,7 @@ const (
 	FlagLockedShm      Flags = 1 << 9  // ShmCharge is user_struct->locked_shm (before 5.14)
 	FlagCgroup         Flags = 1 << 10 // CgroupID is valid
 	FlagReadError      Flags = 1 << 11 // a kernel read failed: some fields are zero
+	FlagMemcg          Flags = 1 << 12 // MemcgID is valid
 	capIPCLock               = 14
 	recordSize               = int(unsafe.Sizeof(taskTaskRecord{}))
 	initUserNSInode          = 0xEFFFFFFD // PROC_USER_INIT_INO
@@ -56,6 +57,12 @@ type Task struct {
 	// hierarchy, the inode number of its cgroupfs directory there. On a
 	// host that mounts only cgroup v1 every task is in the v2 root (1).
 	CgroupID uint64
+	// MemcgID is the id of the memory controller's cgroup of the task
+	// (cgroups->subsys[memory_cgrp_id]): on cgroup v1 its cgroup in the
+	// memory hierarchy, on v2 the nearest ancestor of CgroupID with the
+	// controller enabled. With CgroupID it decides the cgroup path whose
+	// pod and container identity the collectors parse.
+	MemcgID uint64
 	// UserNSInode is the inode number of the task's user namespace.
 	UserNSInode uint32
 	// Threads is signal->nr_threads, the Threads line of status.
@@ -152,23 +159,40 @@ var (
 	offUcounts   = unsafe.Offsetof(taskTaskRecord{}.Ucounts)
 	offUCMemlock = unsafe.Offsetof(taskTaskRecord{}.UcountsMemlock)
 	offComm      = unsafe.Offsetof(taskTaskRecord{}.Comm)
+	offMemcg     = unsafe.Offsetof(taskTaskRecord{}.MemcgId)
 	offThreads   = unsafe.Offsetof(taskTaskRecord{}.NrThreads)
 )
 
-// decode turns m.buf into m.snap, reusing its slices and maps.
+// decode turns m.buf, a whole pass, into m.snap (tests; Tasks decodes as
+// it reads).
 func (m *Module) decode() error {
 	if len(m.buf)%recordSize != 0 {
 		return fmt.Errorf("bpf: task iterator returned %d bytes, not a multiple of the %d-byte record", len(m.buf), recordSize)
 	}
+	m.reset()
+	m.decodeRecords(m.buf)
+	return nil
+}
+
+// reset empties m.snap and the dedupe maps for a new pass, keeping their
+// storage.
+func (m *Module) reset() {
 	s := &m.snap
 	s.Tasks, s.Users, s.Charges = s.Tasks[:0], s.Users[:0], s.Charges[:0]
-	s.Records = len(m.buf) / recordSize
+	s.Records = 0
 	clear(m.byTGID)
 	clear(m.byUser)
 	clear(m.byUC)
+}
+
+// decodeRecords adds the whole records in b (a multiple of recordSize) to
+// m.snap.
+func (m *Module) decodeRecords(b []byte) {
+	s := &m.snap
 	le := binary.LittleEndian
-	for off := 0; off+recordSize <= len(m.buf); off += recordSize {
-		r := m.buf[off : off+recordSize]
+	for off := 0; off+recordSize <= len(b); off += recordSize {
+		s.Records++
+		r := b[off : off+recordSize]
 		u32 := func(o uintptr) uint32 { return le.Uint32(r[o:]) }
 		u64 := func(o uintptr) uint64 { return le.Uint64(r[o:]) }
 		flags := Flags(u32(offFlags))
@@ -192,6 +216,9 @@ func (m *Module) decode() error {
 		}
 		if flags&FlagCgroup != 0 {
 			t.CgroupID = u64(offCgroup)
+		}
+		if flags&FlagMemcg != 0 {
+			t.MemcgID = u64(offMemcg)
 		}
 		if p := u64(offUser); p != 0 {
 			i, ok := m.byUser[p]
@@ -227,7 +254,6 @@ func (m *Module) decode() error {
 		m.byTGID[t.PID] = len(s.Tasks)
 		s.Tasks = append(s.Tasks, t)
 	}
-	return nil
 }
 
 // merge folds a second record for the same process into the first: the

@@ -33,6 +33,7 @@ type taskTaskRecord struct {
 	UserLockedVm   uint64
 	Ucounts        uint64
 	UcountsMemlock uint64
+	MemcgId        uint64
 	Comm           [16]int8
 }
 

@@ -37,12 +37,13 @@ func main() {
 		keep      = flag.Bool("keep", false, "keep the work directory (helper binary, exporter logs)")
 		bpfPath   = flag.Bool("bpf", true, "also measure the BPF path (--collector.bpf=on) at each count; needs CAP_BPF and CAP_PERFMON")
 		hold      = flag.Duration("hold", 0, "instead of measuring, start the first -n children and an exporter, print its URL and keep both for this long (or until Ctrl-C), e.g. to profile with --web.enable-pprof")
+		holdBPF   = flag.Bool("hold-bpf", false, "with -hold, start the exporter with --collector.bpf=on instead of off")
 		expArgs   listFlag
 	)
 	flag.Var(&expArgs, "exporter-arg", "extra exporter flag (repeatable), e.g. --web.enable-pprof")
 	flag.Parse()
 	cfg := bench.Config{Rounds: *rounds, Exporter: *exporter, ExporterArgs: expArgs, ChurnN: *churnN,
-		ChurnRate: *churnRate, ChurnFor: *churnFor, Log: os.Stderr, BPF: *bpfPath}
+		ChurnRate: *churnRate, ChurnFor: *churnFor, Log: os.Stderr, BPF: *bpfPath, HoldBPF: *holdBPF}
 	for _, s := range strings.Split(*ns, ",") {
 		n, err := strconv.Atoi(strings.TrimSpace(s))
 		if err != nil || n <= 0 {

@@ -156,4 +156,22 @@ struct bpf_iter__task {
 	struct task_struct *task;
 } __attribute__((preserve_access_index));
 
+/* Issue 12, cost: the memory controller's cgroup of a task, which with the
+ * default hierarchy's cgroup decides the pod and container identity the
+ * collectors parse from /proc/<pid>/cgroup. css_set___memcg is css_set by
+ * CO-RE's flavour rule (the ___ suffix is ignored); subsys is read at the
+ * relocated offset plus the relocated memory_cgrp_id, never through the
+ * array's declared size, which differs between kernel configurations. */
+enum cgroup_subsys_id {
+	memory_cgrp_id = 0,
+};
+
+struct cgroup_subsys_state {
+	struct cgroup *cgroup;
+} __attribute__((preserve_access_index));
+
+struct css_set___memcg {
+	struct cgroup_subsys_state *subsys[1];
+} __attribute__((preserve_access_index));
+
 #endif /* __MEMLOCK_VMLINUX_H__ */
