@@ -14,6 +14,7 @@ import (
 
 	"github.com/memlock-exporter/memlock_exporter/collector"
 	"github.com/memlock-exporter/memlock_exporter/internal/bpf"
+	"github.com/memlock-exporter/memlock_exporter/internal/linux"
 )
 
 // loadTime is how long bpf.Open took (BTF parse, CO-RE, verifier, link),
@@ -77,13 +78,34 @@ func attachLockCalls(m *bpf.Module, enabled []string, tracefs string, cfg *colle
 	if !want || m == nil {
 		return nil
 	}
-	if err := m.AttachFailures(tracefs); err != nil {
+	err := m.AttachFailures(tracefs)
+	if tracefs == "" && errors.Is(err, bpf.ErrNoTracefs) {
+		// No tracefs mounted on the host (tracefs is needed only for the
+		// tracepoints' ids, while attaching): mount one in a private mount
+		// namespace of a thread of its own, where the exporter may
+		// (CAP_SYS_ADMIN); nothing else sees it, and it is gone when the
+		// ids have been read.
+		perr := linux.WithPrivateTracefs(func() error { return m.AttachFailures(linux.TracefsDir) })
+		if perr == nil {
+			privateTracefs = true
+			err = nil
+		} else if !errors.As(perr, new(*linux.MountError)) {
+			err = perr
+		} else {
+			err = fmt.Errorf("%w, and mounting one privately failed: %v", err, perr)
+		}
+	}
+	if err != nil {
 		cfg.LockCalls.Unavailable = lockCallsReason(err)
 		return err
 	}
 	cfg.LockCalls.Source = m
 	return nil
 }
+
+// privateTracefs is whether attachLockCalls read the tracepoints' ids
+// from a tracefs it mounted privately, for the start-up line.
+var privateTracefs bool
 
 // lockCallsReason is memlock_lock_call_tracing_enabled's reason for a
 // failed AttachFailures.
@@ -110,7 +132,7 @@ func logLockCalls(exp *collector.Exporter, loadErr, attachErr error, logger *slo
 		return
 	}
 	if on {
-		logger.Info("lock-call tracing attached: failed mlock, mlockall, MAP_LOCKED, SHM_LOCK, io_uring and RLIMIT_MEMLOCK calls counted at the syscalls' exit tracepoints (every syscall on the host takes the kernel's tracing path; see docs/bpf.md)")
+		logger.Info("lock-call tracing attached: failed mlock, mlockall, MAP_LOCKED, SHM_LOCK, io_uring and RLIMIT_MEMLOCK calls counted at the syscalls' exit tracepoints (every syscall on the host takes the kernel's tracing path; see docs/bpf.md)", "private_tracefs", privateTracefs)
 		return
 	}
 	args := []any{"reason", reason}

@@ -18,6 +18,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/memlock-exporter/memlock_exporter/internal/bpf/bpftest"
+	"github.com/memlock-exporter/memlock_exporter/internal/linux"
 )
 
 // tracefsCmd runs bin with args where it sees tracefs at
@@ -279,7 +280,9 @@ func TestLockCallsMaxSeries(t *testing.T) {
 // TestLockCallsWithoutPrivileges: as uid 65534 without capabilities, where
 // tracefs is mounted, the exporter serves memlock_lock_call_tracing_enabled
 // 0 with reason permission, no other lock-call series, and one start-up
-// line saying why; without tracefs (as root) the reason is no_tracefs.
+// line saying why. Without tracefs on the host, as root it mounts one
+// privately and attaches; with only CAP_BPF and CAP_PERFMON the reason is
+// no_tracefs.
 func TestLockCallsWithoutPrivileges(t *testing.T) {
 	requireLinuxProc(t)
 	requireBPF(t)
@@ -304,13 +307,36 @@ func TestLockCallsWithoutPrivileges(t *testing.T) {
 		t.Errorf("want one start-up line saying lock-call tracing is off for permission:\n%s", logs)
 	}
 
+	if linux.IsTracefs(linux.TracefsDir) {
+		t.Skip("this host mounts tracefs: the private mount and no_tracefs cases cannot be shown")
+	}
+	// Root without tracefs on the host: the exporter mounts one in a
+	// private mount namespace of one thread to read the ids, and attaches.
 	root := startExporter(t, bin, -1, "--collector.bpf=on")
-	if v, ok := value(root.scrape(t), "memlock_lock_call_tracing_enabled", map[string]string{"reason": "no_tracefs"}); !ok || v != 0 {
-		var st unix.Statfs_t
-		if unix.Statfs("/sys/kernel/tracing", &st) == nil && st.Type == unix.TRACEFS_MAGIC {
-			t.Skip("this host mounts tracefs: the no_tracefs case cannot be shown")
-		}
-		t.Errorf("no memlock_lock_call_tracing_enabled{reason=\"no_tracefs\"} 0 without tracefs")
+	if v, ok := value(root.scrape(t), "memlock_lock_call_tracing_enabled", map[string]string{"reason": "attached"}); !ok || v != 1 {
+		t.Errorf("as root without tracefs mounted: not attached through a private tracefs:\n%s", root.logs)
+	}
+	if !strings.Contains(root.logs.String(), "private_tracefs=true") {
+		t.Errorf("the start-up line does not say the tracefs was mounted privately:\n%s", root.logs)
+	}
+	if linux.IsTracefs(linux.TracefsDir) {
+		t.Error("the exporter's private tracefs is visible outside it")
+	}
+	// With CAP_BPF and CAP_PERFMON but no CAP_SYS_ADMIN it may not mount
+	// one: no_tracefs, saying why.
+	nobody := startExporterCmd(t, func(addr string) *exec.Cmd {
+		return exec.Command("/usr/bin/setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
+			"--inh-caps=+bpf,+perfmon", "--ambient-caps=+bpf,+perfmon", bin, "--web.listen-address="+addr)
+	}, nil)
+	mfs = nobody.scrape(t)
+	if v, ok := value(mfs, "memlock_scan_source_info", map[string]string{"source": "bpf"}); !ok || v != 1 {
+		t.Skipf("the exporter as uid 65534 with CAP_BPF and CAP_PERFMON did not load BPF here:\n%s", nobody.logs)
+	}
+	if v, ok := value(mfs, "memlock_lock_call_tracing_enabled", map[string]string{"reason": "no_tracefs"}); !ok || v != 0 {
+		t.Errorf("no memlock_lock_call_tracing_enabled{reason=\"no_tracefs\"} 0 without tracefs and CAP_SYS_ADMIN: %v\n%s", mfs["memlock_lock_call_tracing_enabled"], nobody.logs)
+	}
+	if !strings.Contains(nobody.logs.String(), "mounting one privately failed") {
+		t.Errorf("the start-up line does not say the private mount failed:\n%s", nobody.logs)
 	}
 }
 
