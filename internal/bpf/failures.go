@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"math/bits"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -42,12 +43,14 @@ func (s Syscall) String() string {
 }
 
 // HasBytes says whether the program records the bytes a failed call of s
-// asked for: the length argument of mlock, mlock2 and mmap. The others
-// record 0 (mlockall, SHM_LOCK and io_uring_setup have no length argument;
-// io_uring's buffer lengths are in an iovec array the program does not
-// walk).
+// asked for: the length argument of mlock, mlock2 and mmap, and for
+// mlockall the process's whole address space (mm->total_vm, what the
+// kernel holds against RLIMIT_MEMLOCK when MCL_CURRENT is set; 0 for
+// MCL_FUTURE alone). The others record 0 (SHM_LOCK and io_uring_setup
+// have no length argument; io_uring's buffer lengths are in an iovec array
+// the program does not walk).
 func (s Syscall) HasBytes() bool {
-	return s == SyscallMlock || s == SyscallMlock2 || s == SyscallMmap
+	return s == SyscallMlock || s == SyscallMlock2 || s == SyscallMmap || s == SyscallMlockall
 }
 
 // Failure is the count of one process's failures of one syscall with one
@@ -59,8 +62,8 @@ type Failure struct {
 	Errno   unix.Errno
 	Count   uint64
 	// Bytes is the sum of the lengths the failing calls asked for
-	// (mlock, mlock2, mmap; 0 where the arguments do not say, see
-	// Syscall.HasBytes).
+	// (mlock, mlock2, mmap; mlockall's total_vm; 0 where the arguments
+	// do not say, see Syscall.HasBytes).
 	Bytes uint64
 	// LastBootNS is the CLOCK_BOOTTIME of the last failure, nanoseconds.
 	LastBootNS uint64
@@ -158,6 +161,13 @@ func (m *Module) AttachFailures(tracefs string) error {
 	spec, err := loadFailures()
 	if err != nil {
 		return &OpenError{Err: err}
+	}
+	// mlockall's bytes are mm->total_vm pages: the program shifts them by
+	// this kernel's page size (4 KiB, 16 KiB or 64 KiB on arm64).
+	if v := spec.Variables["page_shift"]; v == nil {
+		return errors.New("bpf: failures object lacks page_shift")
+	} else if err := v.Set(uint32(bits.TrailingZeros(uint(os.Getpagesize())))); err != nil {
+		return fmt.Errorf("bpf: set page_shift: %w", err)
 	}
 	coll, err := ebpf.NewCollection(spec)
 	if err != nil {

@@ -47,6 +47,7 @@ const (
 	failuresProgExitPrlimit64       = "exit_prlimit64"
 	failuresProgExitSetrlimit       = "exit_setrlimit"
 	failuresProgExitShmctl          = "exit_shmctl"
+	failuresVarPageShift            = "page_shift"
 )
 
 // loadFailures returns the embedded CollectionSpec for failures.
@@ -115,6 +116,7 @@ type failuresMapSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type failuresVariableSpecs struct {
+	PageShift *ebpf.VariableSpec `ebpf:"page_shift"`
 }
 
 // failuresObjects contains all objects after they have been loaded into the kernel.
@@ -154,6 +156,7 @@ func (m *failuresMaps) Close() error {
 //
 // It can be passed to loadFailuresObjects or ebpf.CollectionSpec.LoadAndAssign.
 type failuresVariables struct {
+	PageShift *ebpf.Variable `ebpf:"page_shift"`
 }
 
 // failuresPrograms contains all programs after they have been loaded into the kernel.

@@ -93,6 +93,27 @@ type Child struct {
 	Pid   int
 }
 
+// VmSize is VmSize of the child's /proc/<pid>/status in bytes: its
+// total_vm, what mlockall(MCL_CURRENT) asks the kernel to lock.
+func (c *Child) VmSize() uint64 {
+	c.T.Helper()
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(c.Pid) + "/status")
+	if err != nil {
+		c.T.Fatal(err)
+	}
+	for _, l := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(l, "VmSize:"); ok {
+			kb, err := strconv.ParseUint(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), 10, 64)
+			if err != nil {
+				c.T.Fatal(err)
+			}
+			return kb << 10
+		}
+	}
+	c.T.Fatalf("no VmSize in /proc/%d/status", c.Pid)
+	return 0
+}
+
 // Start runs child MODE ARG and waits for its "setup" line; the test's
 // cleanup kills it.
 func Start(t testing.TB, o Opts, mode string, arg uint64) *Child {

@@ -114,6 +114,7 @@ struct signal_struct {
 } __attribute__((preserve_access_index));
 
 struct mm_struct {
+	unsigned long total_vm;	/* failures.bpf.c: what mlockall(MCL_CURRENT) compares */
 	unsigned long locked_vm;
 	atomic64_t pinned_vm;
 } __attribute__((preserve_access_index));
