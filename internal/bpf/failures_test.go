@@ -190,4 +190,3 @@ func BenchmarkSyscallOverhead(b *testing.B) {
 		}
 	}
 }
-
