@@ -178,9 +178,12 @@ func exporterArgs(cfg Config) []string {
 	return append([]string{"--collector.process.max-processes=100000", "--collector.bpf=off"}, cfg.ExporterArgs...)
 }
 
-// bpfExporterArgs are the BPF path's.
+// bpfExporterArgs are the BPF path's: the task iterator, without the
+// lock-call tracepoints, which would put every syscall of the host (the
+// floor's passes too) on the kernel's tracing path and are not part of the
+// scan measured here (their own cost: docs/bpf.md, BenchmarkSyscallOverhead).
 func bpfExporterArgs(cfg Config) []string {
-	return append([]string{"--collector.process.max-processes=100000", "--collector.bpf=on"}, cfg.ExporterArgs...)
+	return append([]string{"--collector.process.max-processes=100000", "--collector.bpf=on", "--no-collector.lockcalls"}, cfg.ExporterArgs...)
 }
 
 // runN starts n children and an exporter, measures (unless churnOnly),

@@ -29,7 +29,7 @@ func writeMarkdown(path string, rep *bench.Report, cfg bench.Config, command str
 		"the exporter's from the sum of its threads' /proc/<pid>/task/*/schedstat run time over the scrapes " +
 		"(user and system split from /proc/<pid>/stat). Ratio is exporter over floor, as Prometheus scrapes " +
 		"(Accept-Encoding: gzip) and without compression. The exporter columns are the /proc path (--collector.bpf=off); " +
-		"the BPF path columns a second exporter with --collector.bpf=on over the same children, gzip.\n\n")
+		"the BPF path columns a second exporter with --collector.bpf=on --no-collector.lockcalls over the same children, gzip.\n\n")
 	b.WriteString("## Targets\n\n")
 	rep.TargetTable(&b)
 	b.WriteString("\n## Details\n\n")
