@@ -119,7 +119,7 @@ func newLockCallCollector(en *env) (Collector, error) {
 		failures: d("failures_total",
 			"Lock calls (mlock, mlock2, mlockall, mmap with MAP_LOCKED, shmctl SHM_LOCK, io_uring buffer registration, io_uring_setup, setrlimit and prlimit64 of RLIMIT_MEMLOCK) that returned an error, by process, syscall and errno, counted at the syscall's exit by BPF. comm is the thread that failed first.", lockCallLabels),
 		failedBytes: d("failed_bytes_total",
-			"Bytes the failed lock calls asked for: the length argument of mlock, mlock2 and mmap, and for mlockall with MCL_CURRENT the process's whole address space (total_vm, VmSize), which the kernel holds against RLIMIT_MEMLOCK. Not for the other calls, which have no length argument (io_uring's buffer lengths are not read).", lockCallLabels),
+			"Bytes the failed lock calls asked for: the length argument of mlock, mlock2 and mmap; for mlockall with MCL_CURRENT the process's whole address space (total_vm, VmSize), which the kernel holds against RLIMIT_MEMLOCK; for shmctl SHM_LOCK the segment's size (0 if it was removed before the call returned); for io_uring_register the sum of the buffers' iovec lengths. Not for io_uring_setup, setrlimit and prlimit64, which ask for no bytes.", lockCallLabels),
 		lastFailure: d("last_failure_timestamp_seconds",
 			"Unix time of the last failed lock call of the series.", lockCallLabels),
 		succeeded: prometheus.NewDesc("memlock_lock_calls_succeeded_total",

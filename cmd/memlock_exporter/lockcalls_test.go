@@ -113,8 +113,9 @@ func TestLockCallFailures(t *testing.T) {
 		{"mlock2", "fail-mlock2", mib, small, "mlock2", unix.ENOMEM, mib, 1},
 		{"elasticsearch", "fail-mlockall", 256 * mib, esLimit(t, 128*mib), "mlockall", unix.ENOMEM, 0, 1}, // bytes: its VmSize
 		{"mmap", "fail-mmap", mib, small, "mmap", unix.EAGAIN, mib, 1},
-		{"shm", "fail-shm", 0, &[2]uint64{0, 0}, "shmctl", unix.EPERM, -1, 1},
-		{"uring", "fail-uring", mib, small, "io_uring_register", unix.ENOMEM, -1, 1},
+		{"shm", "fail-shm", 0, &[2]uint64{0, 0}, "shmctl", unix.EPERM, mib, 1}, // bytes: the segment's size
+		{"uring", "fail-uring", mib, small, "io_uring_register", unix.ENOMEM, mib, 1},
+		{"uringv", "fail-uringv", 8 << 10, small, "io_uring_register", unix.ENOMEM, 37 * 8 << 10, 1}, // 37 iovecs, BUFFERS2
 		{"storm", "fail-storm", 100000, small, "mlock", unix.ENOMEM, 100000 * mib, 100000},
 	}
 	start := time.Now()

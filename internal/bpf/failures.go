@@ -43,14 +43,20 @@ func (s Syscall) String() string {
 }
 
 // HasBytes says whether the program records the bytes a failed call of s
-// asked for: the length argument of mlock, mlock2 and mmap, and for
-// mlockall the process's whole address space (mm->total_vm, what the
-// kernel holds against RLIMIT_MEMLOCK when MCL_CURRENT is set; 0 for
-// MCL_FUTURE alone). The others record 0 (SHM_LOCK and io_uring_setup
-// have no length argument; io_uring's buffer lengths are in an iovec array
-// the program does not walk).
+// asked for: the length argument of mlock, mlock2 and mmap; for mlockall
+// the process's whole address space (mm->total_vm, what the kernel holds
+// against RLIMIT_MEMLOCK when MCL_CURRENT is set; 0 for MCL_FUTURE alone);
+// for shmctl(SHM_LOCK) the segment's size (shm_segsz, looked up in the
+// caller's IPC namespace; 0 if the segment is gone by the call's exit);
+// for io_uring buffer registration the sum of the iovecs' lengths
+// (IORING_REGISTER_BUFFERS and BUFFERS2, read from the caller's memory).
+// The limit changes and io_uring_setup ask for no bytes and record 0.
 func (s Syscall) HasBytes() bool {
-	return s == SyscallMlock || s == SyscallMlock2 || s == SyscallMmap || s == SyscallMlockall
+	switch s {
+	case SyscallMlock, SyscallMlock2, SyscallMmap, SyscallMlockall, SyscallShmctl, SyscallIOURingRegister:
+		return true
+	}
+	return false
 }
 
 // Failure is the count of one process's failures of one syscall with one
@@ -62,8 +68,9 @@ type Failure struct {
 	Errno   unix.Errno
 	Count   uint64
 	// Bytes is the sum of the lengths the failing calls asked for
-	// (mlock, mlock2, mmap; mlockall's total_vm; 0 where the arguments
-	// do not say, see Syscall.HasBytes).
+	// (mlock, mlock2, mmap; mlockall's total_vm; SHM_LOCK's segment size;
+	// io_uring's buffer lengths; 0 where the call asks for none, see
+	// Syscall.HasBytes).
 	Bytes uint64
 	// LastBootNS is the CLOCK_BOOTTIME of the last failure, nanoseconds.
 	LastBootNS uint64

@@ -3,6 +3,7 @@ package bpf
 import (
 	"errors"
 	"strconv"
+	"strings"
 	"testing"
 
 	"github.com/memlock-exporter/memlock_exporter/internal/bpf/bpftest"
@@ -89,14 +90,30 @@ func TestFailuresByCall(t *testing.T) {
 		{"mlock2", mib, small, SyscallMlock2, unix.ENOMEM, mib, 1},
 		{"mlockall", 0, small, SyscallMlockall, unix.ENOMEM, 0, 1},
 		{"mmap", mib, small, SyscallMmap, unix.EAGAIN, mib, 1},
-		{"shm", 0, &[2]uint64{0, 0}, SyscallShmctl, unix.EPERM, 0, 1},
-		{"uring", mib, small, SyscallIOURingRegister, unix.ENOMEM, 0, 1},
+		// SHM_LOCK asks for the whole segment (1 MiB): refused for a zero
+		// limit (EPERM) and for one below the segment (ENOMEM).
+		{"shm", 0, &[2]uint64{0, 0}, SyscallShmctl, unix.EPERM, mib, 1},
+		{"shm-nomem", 0, small, SyscallShmctl, unix.ENOMEM, mib, 1},
+		// Behind 80 other segments: an index past the idr's first level.
+		{"shm-deep", 0, small, SyscallShmctl, unix.ENOMEM, mib, 1},
+		{"uring", mib, small, SyscallIOURingRegister, unix.ENOMEM, mib, 1},
+		// 37 buffers through IORING_REGISTER_BUFFERS2: two chunks of the
+		// program's iovec reads and a tail of 5.
+		{"uringv", 8 << 10, small, SyscallIOURingRegister, unix.ENOMEM, 37 * 8 << 10, 1},
 		{"storm", 100000, small, SyscallMlock, unix.ENOMEM, 100000 * mib, 100000},
 	} {
 		t.Run(tc.kind, func(t *testing.T) {
 			uid := freshUID(t)
-			arg := tc.arg
-			if tc.kind == "shm" {
+			arg, kind := tc.arg, tc.kind
+			if strings.HasPrefix(tc.kind, "shm") {
+				kind = "shm"
+				for i := 0; tc.kind == "shm-deep" && i < 80; i++ {
+					other, err := unix.SysvShmGet(unix.IPC_PRIVATE, 4096, unix.IPC_CREAT|0o600)
+					if err != nil {
+						t.Fatalf("shmget: %v", err)
+					}
+					t.Cleanup(func() { _, _ = unix.SysvShmCtl(other, unix.IPC_RMID, nil) })
+				}
 				id, err := unix.SysvShmGet(unix.IPC_PRIVATE, mib, unix.IPC_CREAT|0o600)
 				if err != nil {
 					t.Skipf("shmget: %v", err)
@@ -112,7 +129,7 @@ func TestFailuresByCall(t *testing.T) {
 				}
 				arg = uint64(id)
 			}
-			c := startChild(t, childOpts{UID: uid, Memlock: tc.limit}, "fail-"+tc.kind, arg)
+			c := startChild(t, childOpts{UID: uid, Memlock: tc.limit}, "fail-"+kind, arg)
 			if _, err := c.Stdin.Write([]byte("\n")); err != nil {
 				t.Fatal(err)
 			}

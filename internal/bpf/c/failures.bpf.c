@@ -15,6 +15,7 @@
  */
 #include "vmlinux.h"
 #include "bpf/bpf_helpers.h"
+#include "bpf/bpf_core_read.h"
 
 char LICENSE[] SEC("license") = "GPL";
 
@@ -36,6 +37,8 @@ enum lock_syscall {
 #define SHM_LOCK 11
 #define IORING_REGISTER_BUFFERS 0
 #define IORING_REGISTER_BUFFERS2 15
+#define IORING_REGISTER_USE_REGISTERED_RING (1U << 31)
+#define IORING_MAX_REG_BUFFERS (1U << 14)	/* io_uring/rsrc.h */
 #define RLIMIT_MEMLOCK 8
 
 /*
@@ -207,22 +210,169 @@ int exit_mmap(struct sys_exit_ctx *ctx)
 	return leave(ctx, SC_MMAP, ARG1(r));
 }
 
+/*
+ * shmctl(SHM_LOCK) asks to lock the whole segment: shm_segsz, which
+ * shmem_lock() charges (in pages) against the caller's RLIMIT_MEMLOCK. The
+ * segment is found as ipc_obtain_object_check() finds it: the caller's IPC
+ * namespace's SHM idr, indexed by the id's low ipc_mni_shift bits (15, or 24
+ * with ipcmni_extend: both are tried, and the entry's own id must match).
+ * Read only for a failed call; a segment removed meanwhile reads 0.
+ */
+#define IPC_SHM_IDS 2		/* ipc/util.h: sem 0, msg 1, shm 2 */
+#define IPCMNI_SHIFT 15
+#define IPCMNI_EXTEND_SHIFT 24
+#define XA_CHUNK_SHIFT 6	/* include/linux/xarray.h, CONFIG_BASE_SMALL=n */
+#define XA_CHUNK_MASK 63
+#define XA_MAX_DEPTH 6		/* 6 levels of 6 bits cover a 32-bit index */
+
+static __always_inline bool xa_is_node(unsigned long e)
+{
+	return (e & 3) == 2 && e > 4096;	/* xa_is_internal, not a small value */
+}
+
+/* xas_load() on an xarray without multi-index entries (an idr). */
+static __always_inline void *xa_lookup(void *head, unsigned long index)
+{
+	unsigned long e = (unsigned long)head, node;
+	long slots = bpf_core_field_offset(struct xa_node, slots);
+	unsigned char shift = 0;
+	int i;
+
+	if (!xa_is_node(e))
+		return index ? NULL : head;
+	if (bpf_probe_read_kernel(&shift, 1, (void *)(e - 2) + bpf_core_field_offset(struct xa_node, shift)) ||
+	    (index >> shift) > XA_CHUNK_MASK)
+		return NULL;
+	for (i = 0; i < XA_MAX_DEPTH; i++) {
+		node = e - 2;
+		if (bpf_probe_read_kernel(&shift, 1, (void *)node + bpf_core_field_offset(struct xa_node, shift)) ||
+		    bpf_probe_read_kernel(&e, sizeof(e),
+					  (void *)node + slots + ((index >> shift) & XA_CHUNK_MASK) * sizeof(void *)))
+			return NULL;
+		if (shift == 0 || !xa_is_node(e))
+			break;
+	}
+	return (e & 3) == 2 ? NULL : (void *)e;	/* an internal entry is no segment */
+}
+
+static __always_inline __u64 shm_segsz(int shmid)
+{
+	struct nsproxy *nsp = bpf_get_current_task_btf()->nsproxy;
+	struct ipc_namespace *ns;
+	struct idr *idr;
+	void *head, *perm;
+	unsigned int base = 0;
+	unsigned long segsz = 0;
+	int id, s;
+
+	if (!nsp || shmid < 0)
+		return 0;
+	ns = nsp->ipc_ns;
+	if (!ns)
+		return 0;
+	idr = (void *)ns + bpf_core_field_offset(struct ipc_namespace, ids) +
+	      IPC_SHM_IDS * bpf_core_type_size(struct ipc_ids) + bpf_core_field_offset(struct ipc_ids, ipcs_idr);
+	if (bpf_core_read(&head, sizeof(head), &idr->idr_rt.xa_head) ||
+	    bpf_core_read(&base, sizeof(base), &idr->idr_base))
+		return 0;
+	for (s = 0; s < 2; s++) {
+		unsigned long idx = shmid & ((1U << (s ? IPCMNI_EXTEND_SHIFT : IPCMNI_SHIFT)) - 1);
+
+		if (idx < base)
+			continue;
+		perm = xa_lookup(head, idx - base);
+		if (!perm || bpf_core_read(&id, sizeof(id), &((struct kern_ipc_perm *)perm)->id) || id != shmid)
+			continue;
+		if (bpf_core_read(&segsz, sizeof(segsz), &((struct shmid_kernel *)perm)->shm_segsz))
+			return 0;
+		return segsz;
+	}
+	return 0;
+}
+
 SEC("tracepoint/syscalls/sys_exit_shmctl")
 int exit_shmctl(struct sys_exit_ctx *ctx)
 {
-	if ((ARG1(regs()) & 0xff) != SHM_LOCK)
+	struct pt_regs *r = regs();
+
+	if ((ARG1(r) & 0xff) != SHM_LOCK)
 		return 0;
-	return leave(ctx, SC_SHMCTL, 0);
+	return leave(ctx, SC_SHMCTL, ctx->ret < 0 ? shm_segsz((int)ARG0(r)) : 0);
+}
+
+/*
+ * io_uring buffer registration asks for the sum of its iovecs' lengths
+ * (io_sqe_buffers_register() charges the pages they span, buffer by buffer,
+ * to the user's locked_vm). The iovec array is in the caller's memory,
+ * which the kernel has just read: 16 at a time, then the rest one by one.
+ * Read only for a failed call; an array the program cannot read counts
+ * what it read.
+ */
+struct iovec_u {
+	__u64 base;
+	__u64 len;
+};
+
+#define IOV_CHUNK 16
+
+static __always_inline __u64 iov_bytes(__u64 uptr, __u32 n)
+{
+	struct iovec_u v[IOV_CHUNK];
+	__u64 sum = 0;
+	__u32 full, i, j;
+
+	if (!uptr || n > IORING_MAX_REG_BUFFERS)
+		return 0;	/* refused with EINVAL before any buffer is read */
+	full = n / IOV_CHUNK;
+#pragma clang loop unroll(disable)
+	for (i = 0; i < IORING_MAX_REG_BUFFERS / IOV_CHUNK; i++) {
+		if (i >= full)
+			break;
+		if (bpf_probe_read_user(v, sizeof(v), (void *)(uptr + i * sizeof(v))))
+			return sum;
+		for (j = 0; j < IOV_CHUNK; j++)
+			sum += v[j].len;
+	}
+#pragma clang loop unroll(disable)
+	for (j = 0; j < IOV_CHUNK - 1; j++) {
+		i = full * IOV_CHUNK + j;
+		if (i >= n || bpf_probe_read_user(&v[0], sizeof(v[0]), (void *)(uptr + i * sizeof(v[0]))))
+			break;
+		sum += v[0].len;
+	}
+	return sum;
+}
+
+/* include/uapi/linux/io_uring.h */
+struct io_uring_rsrc_register_u {
+	__u32 nr;
+	__u32 flags;
+	__u64 resv2;
+	__u64 data;
+	__u64 tags;
+};
+
+static __always_inline __u64 uring_buffer_bytes(struct pt_regs *r, __u32 op)
+{
+	struct io_uring_rsrc_register_u rr = {};
+
+	if (op == IORING_REGISTER_BUFFERS)
+		return iov_bytes(ARG2(r), (__u32)ARG3(r));
+	/* IORING_REGISTER_BUFFERS2: arg is the register struct, nr_args its size. */
+	if (ARG3(r) != sizeof(rr) || bpf_probe_read_user(&rr, sizeof(rr), (void *)ARG2(r)))
+		return 0;
+	return iov_bytes(rr.data, rr.nr);
 }
 
 SEC("tracepoint/syscalls/sys_exit_io_uring_register")
 int exit_io_uring_register(struct sys_exit_ctx *ctx)
 {
-	__u64 op = ARG1(regs());
+	struct pt_regs *r = regs();
+	__u32 op = (__u32)ARG1(r) & ~IORING_REGISTER_USE_REGISTERED_RING;
 
 	if (op != IORING_REGISTER_BUFFERS && op != IORING_REGISTER_BUFFERS2)
 		return 0;
-	return leave(ctx, SC_IO_URING_REGISTER, 0);
+	return leave(ctx, SC_IO_URING_REGISTER, ctx->ret < 0 ? uring_buffer_bytes(r, op) : 0);
 }
 
 SEC("tracepoint/syscalls/sys_exit_io_uring_setup")

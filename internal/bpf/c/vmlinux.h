@@ -142,6 +142,7 @@ struct task_struct {
 	struct signal_struct *signal;
 	struct css_set *cgroups;
 	char comm[16];
+	struct nsproxy *nsproxy;	/* failures.bpf.c: the caller's IPC namespace */
 } __attribute__((preserve_access_index));
 
 struct seq_file;
@@ -173,6 +174,47 @@ struct cgroup_subsys_state {
 
 struct css_set___memcg {
 	struct cgroup_subsys_state *subsys[1];
+} __attribute__((preserve_access_index));
+
+/* Issue 13, the bytes a failed shmctl(SHM_LOCK) asked for: the segment's
+ * size, found as ipc/shm.c finds it, through the caller's IPC namespace's
+ * SHM idr (an xarray, include/linux/xarray.h). ipc_namespace's ids[] and
+ * xa_node's slots[] are indexed by relocated offsets and sizes, never by
+ * the sizes declared here. */
+struct xarray {
+	void *xa_head;
+} __attribute__((preserve_access_index));
+
+struct idr {
+	struct xarray idr_rt;
+	unsigned int idr_base;
+} __attribute__((preserve_access_index));
+
+struct ipc_ids {
+	struct idr ipcs_idr;
+} __attribute__((preserve_access_index));
+
+struct ipc_namespace {
+	struct ipc_ids ids[1];
+} __attribute__((preserve_access_index));
+
+struct nsproxy {
+	struct ipc_namespace *ipc_ns;
+} __attribute__((preserve_access_index));
+
+struct xa_node {
+	unsigned char shift;
+	void *slots[1];
+} __attribute__((preserve_access_index));
+
+struct kern_ipc_perm {
+	int id;
+} __attribute__((preserve_access_index));
+
+/* ipc/shm.c: shm_perm is the first member, the pointer the idr holds. */
+struct shmid_kernel {
+	struct kern_ipc_perm shm_perm;
+	unsigned long shm_segsz;
 } __attribute__((preserve_access_index));
 
 #endif /* __MEMLOCK_VMLINUX_H__ */

@@ -12,7 +12,9 @@
  *   child fail-KIND ARG       on "next": one call expected to fail (mlock2,
  *                             mlockall after reserving ARG bytes, mmap
  *                             MAP_LOCKED of ARG bytes, SHM_LOCK
- *                             of segment ARG, io_uring buffer of ARG bytes),
+ *                             of segment ARG, io_uring buffer of ARG bytes,
+ *                             uringv: 37 io_uring buffers of ARG bytes
+ *                             registered with IORING_REGISTER_BUFFERS2),
  *                             or ARG failing mlocks of 1 MiB (storm)
  *
  * CHILD_MEMLOCK="SOFT HARD" in the environment sets RLIMIT_MEMLOCK first.
@@ -199,11 +201,11 @@ int main(int argc, char **argv)
 			if (mmap(NULL, arg, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0) == MAP_FAILED)
 				fail();
 		}
-		if (!strcmp(kind, "uring")) {
+		if (!strcmp(kind, "uring") || !strcmp(kind, "uringv")) {
 			struct io_uring_params params;
 			memset(&params, 0, sizeof(params));
 			fd = syscall(SYS_io_uring_setup, 4, &params);
-			buf = mmap(NULL, arg, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+			buf = mmap(NULL, 37 * arg, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 		}
 		if (wait_line())
 			return 0;
@@ -220,6 +222,17 @@ int main(int argc, char **argv)
 		} else if (!strcmp(kind, "uring")) {
 			struct iovec iov = {.iov_base = buf, .iov_len = arg};
 			r = syscall(SYS_io_uring_register, fd, IORING_REGISTER_BUFFERS, &iov, 1);
+		} else if (!strcmp(kind, "uringv")) {
+			struct iovec iov[37];
+			struct io_uring_rsrc_register rr;
+			for (int i = 0; i < 37; i++) {
+				iov[i].iov_base = (char *)buf + i * arg;
+				iov[i].iov_len = arg;
+			}
+			memset(&rr, 0, sizeof(rr));
+			rr.nr = 37;
+			rr.data = (unsigned long)iov;
+			r = syscall(SYS_io_uring_register, fd, IORING_REGISTER_BUFFERS2, &rr, sizeof(rr));
 		} else if (!strcmp(kind, "storm")) {
 			void *p = mmap(NULL, 1 << 20, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 			for (unsigned long i = 0; i < arg; i++)
