@@ -116,6 +116,8 @@ func TestLockCallFailures(t *testing.T) {
 		{"shm", "fail-shm", 0, &[2]uint64{0, 0}, "shmctl", unix.EPERM, mib, 1}, // bytes: the segment's size
 		{"uring", "fail-uring", mib, small, "io_uring_register", unix.ENOMEM, mib, 1},
 		{"uringv", "fail-uringv", 8 << 10, small, "io_uring_register", unix.ENOMEM, 37 * 8 << 10, 1}, // 37 iovecs, BUFFERS2
+		{"setrlimit", "fail-setrlimit", mib, small, "setrlimit", unix.EPERM, -1, 1},
+		{"prlimit", "fail-prlimit", mib, small, "prlimit64", unix.EPERM, -1, 1},
 		{"storm", "fail-storm", 100000, small, "mlock", unix.ENOMEM, 100000 * mib, 100000},
 	}
 	start := time.Now()

@@ -100,6 +100,9 @@ func TestFailuresByCall(t *testing.T) {
 		// 37 buffers through IORING_REGISTER_BUFFERS2: two chunks of the
 		// program's iovec reads and a tail of 5.
 		{"uringv", 8 << 10, small, SyscallIOURingRegister, unix.ENOMEM, 37 * 8 << 10, 1},
+		// Raising the hard limit needs CAP_SYS_RESOURCE; no bytes asked.
+		{"setrlimit", mib, small, SyscallSetrlimit, unix.EPERM, 0, 1},
+		{"prlimit", mib, small, SyscallPrlimit64, unix.EPERM, 0, 1},
 		{"storm", 100000, small, SyscallMlock, unix.ENOMEM, 100000 * mib, 100000},
 	} {
 		t.Run(tc.kind, func(t *testing.T) {

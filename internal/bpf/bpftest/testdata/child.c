@@ -14,7 +14,9 @@
  *                             MAP_LOCKED of ARG bytes, SHM_LOCK
  *                             of segment ARG, io_uring buffer of ARG bytes,
  *                             uringv: 37 io_uring buffers of ARG bytes
- *                             registered with IORING_REGISTER_BUFFERS2),
+ *                             registered with IORING_REGISTER_BUFFERS2,
+ *                             setrlimit/prlimit: RLIMIT_MEMLOCK raised to
+ *                             ARG bytes, soft and hard),
  *                             or ARG failing mlocks of 1 MiB (storm)
  *
  * CHILD_MEMLOCK="SOFT HARD" in the environment sets RLIMIT_MEMLOCK first.
@@ -233,6 +235,12 @@ int main(int argc, char **argv)
 			rr.nr = 37;
 			rr.data = (unsigned long)iov;
 			r = syscall(SYS_io_uring_register, fd, IORING_REGISTER_BUFFERS2, &rr, sizeof(rr));
+		} else if (!strcmp(kind, "setrlimit")) {
+			struct rlimit rl = {.rlim_cur = arg, .rlim_max = arg};
+			r = syscall(SYS_setrlimit, RLIMIT_MEMLOCK, &rl); /* glibc would call prlimit64 */
+		} else if (!strcmp(kind, "prlimit")) {
+			struct rlimit rl = {.rlim_cur = arg, .rlim_max = arg};
+			r = syscall(SYS_prlimit64, 0, RLIMIT_MEMLOCK, &rl, NULL);
 		} else if (!strcmp(kind, "storm")) {
 			void *p = mmap(NULL, 1 << 20, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 			for (unsigned long i = 0; i < arg; i++)
