@@ -12,11 +12,13 @@ import (
 	"encoding/pem"
 	"fmt"
 	"io"
+	mrand "math/rand/v2"
 	"net"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -301,7 +303,7 @@ func startAPIServer(t *testing.T, apiserverBin, etcdBin string) *apiServer {
 	etcdClient, etcdPeer, securePort := freePort(t), freePort(t), freePort(t)
 	etcdURL := fmt.Sprintf("http://127.0.0.1:%d", etcdClient)
 	peerURL := fmt.Sprintf("http://127.0.0.1:%d", etcdPeer)
-	start(t, ctx, dir, "etcd", etcdBin,
+	etcdExited := start(t, ctx, dir, "etcd", etcdBin,
 		"--name=dryrun", "--data-dir="+filepath.Join(dir, "etcd"),
 		"--listen-client-urls="+etcdURL, "--advertise-client-urls="+etcdURL,
 		"--listen-peer-urls="+peerURL, "--initial-advertise-peer-urls="+peerURL,
@@ -329,7 +331,7 @@ func startAPIServer(t *testing.T, apiserverBin, etcdBin string) *apiServer {
 	writeFile(t, filepath.Join(dir, "tokens.csv"), []byte(token+",dryrun-admin,dryrun-admin,system:masters\n"))
 
 	certDir := filepath.Join(dir, "certs")
-	start(t, ctx, dir, "kube-apiserver", apiserverBin,
+	apiExited := start(t, ctx, dir, "kube-apiserver", apiserverBin,
 		"--etcd-servers="+etcdURL,
 		"--bind-address=127.0.0.1", "--advertise-address=127.0.0.1", fmt.Sprintf("--secure-port=%d", securePort),
 		"--cert-dir="+certDir,
@@ -343,10 +345,21 @@ func startAPIServer(t *testing.T, apiserverBin, etcdBin string) *apiServer {
 		"--endpoint-reconciler-type=none")
 
 	api := &apiServer{url: fmt.Sprintf("https://127.0.0.1:%d", securePort), token: token}
-	// Wait for the self-signed certificate, then trust exactly it.
+	// Wait for the self-signed certificate, then trust exactly it; a
+	// server that exits meanwhile fails the test at once.
 	deadline := time.Now().Add(3 * time.Minute)
+	alive := func() {
+		select {
+		case <-etcdExited:
+			t.Fatal("etcd exited (its log is below)")
+		case <-apiExited:
+			t.Fatal("kube-apiserver exited (its log is below)")
+		default:
+		}
+	}
 	var pool *x509.CertPool
 	for pool == nil {
+		alive()
 		if b, err := os.ReadFile(filepath.Join(certDir, "apiserver.crt")); err == nil {
 			if p := x509.NewCertPool(); p.AppendCertsFromPEM(b) {
 				pool, api.caPEM = p, b
@@ -359,6 +372,7 @@ func startAPIServer(t *testing.T, apiserverBin, etcdBin string) *apiServer {
 	}
 	api.client = &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool, ServerName: "kubernetes.default.svc"}}}
 	for {
+		alive()
 		code, body := api.do(t, http.MethodGet, "/readyz", "", nil)
 		if code == http.StatusOK {
 			break
@@ -372,8 +386,9 @@ func startAPIServer(t *testing.T, apiserverBin, etcdBin string) *apiServer {
 }
 
 // start runs a server until the test ends, its output in dir/name.log,
-// printed if the test fails.
-func start(t *testing.T, ctx context.Context, dir, name, bin string, args ...string) {
+// printed if the test fails. The channel it returns is closed when the
+// server exits.
+func start(t *testing.T, ctx context.Context, dir, name, bin string, args ...string) <-chan struct{} {
 	t.Helper()
 	logPath := filepath.Join(dir, name+".log")
 	logFile, err := os.Create(logPath)
@@ -386,9 +401,14 @@ func start(t *testing.T, ctx context.Context, dir, name, bin string, args ...str
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
+	exited := make(chan struct{})
+	go func() {
+		_ = cmd.Wait()
+		close(exited)
+	}()
 	t.Cleanup(func() {
 		_ = cmd.Process.Kill()
-		_ = cmd.Wait()
+		<-exited
 		logFile.Close()
 		if t.Failed() {
 			b, _ := os.ReadFile(logPath)
@@ -398,10 +418,32 @@ func start(t *testing.T, ctx context.Context, dir, name, bin string, args ...str
 			t.Logf("%s log (last 8000 bytes):\n%s", name, b)
 		}
 	})
+	return exited
 }
 
+// freePort returns a loopback port nothing listens on, below the kernel's
+// ephemeral range (net.ipv4.ip_local_port_range) where it can: a port
+// from that range (what listening on port 0 gives) may be taken by any
+// outgoing connection before the server meant for it binds, as
+// kube-apiserver's own connections to etcd once took its secure port.
 func freePort(t *testing.T) int {
 	t.Helper()
+	lo := 32768
+	if b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range"); err == nil {
+		if f := strings.Fields(string(b)); len(f) == 2 {
+			if n, err := strconv.Atoi(f[0]); err == nil {
+				lo = n
+			}
+		}
+	}
+	const floor = 10000
+	for i := 0; lo-floor > 1000 && i < 100; i++ {
+		p := floor + mrand.IntN(lo-floor)
+		if l, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", p)); err == nil {
+			l.Close()
+			return p
+		}
+	}
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
