@@ -221,8 +221,7 @@ int exit_mmap(struct sys_exit_ctx *ctx)
 #define IPC_SHM_IDS 2		/* ipc/util.h: sem 0, msg 1, shm 2 */
 #define IPCMNI_SHIFT 15
 #define IPCMNI_EXTEND_SHIFT 24
-#define XA_CHUNK_SHIFT 6	/* include/linux/xarray.h, CONFIG_BASE_SMALL=n */
-#define XA_CHUNK_MASK 63
+#define XA_CHUNK_MASK 63	/* include/linux/xarray.h, CONFIG_BASE_SMALL=n */
 #define XA_MAX_DEPTH 6		/* 6 levels of 6 bits cover a 32-bit index */
 
 static __always_inline bool xa_is_node(unsigned long e)
@@ -240,13 +239,13 @@ static __always_inline void *xa_lookup(void *head, unsigned long index)
 
 	if (!xa_is_node(e))
 		return index ? NULL : head;
-	if (bpf_probe_read_kernel(&shift, 1, (void *)(e - 2) + bpf_core_field_offset(struct xa_node, shift)) ||
-	    (index >> shift) > XA_CHUNK_MASK)
-		return NULL;
 	for (i = 0; i < XA_MAX_DEPTH; i++) {
 		node = e - 2;
-		if (bpf_probe_read_kernel(&shift, 1, (void *)node + bpf_core_field_offset(struct xa_node, shift)) ||
-		    bpf_probe_read_kernel(&e, sizeof(e),
+		if (bpf_probe_read_kernel(&shift, 1, (void *)node + bpf_core_field_offset(struct xa_node, shift)))
+			return NULL;
+		if (i == 0 && (index >> shift) > XA_CHUNK_MASK)
+			return NULL;	/* past the top node's range */
+		if (bpf_probe_read_kernel(&e, sizeof(e),
 					  (void *)node + slots + ((index >> shift) & XA_CHUNK_MASK) * sizeof(void *)))
 			return NULL;
 		if (shift == 0 || !xa_is_node(e))
